@@ -1,0 +1,78 @@
+"""Dependencies routers declare: the transaction's session, the caller, and what they must hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.api.routing import authenticate
+from app.core.actor import Actor
+from app.core.context import RequestContext, current_context, set_context
+from app.core.errors import ServiceUnavailable, Unauthorized
+from app.domain.iam import service as iam
+
+STAFF_AND_INTEGRATION = ("staff", "integration")
+
+
+def get_db(request: Request) -> AsyncSession:
+    return request.state.db
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
+    cached: Actor | None = getattr(request.state, "actor", None)
+    if cached is None:
+        claims = authenticate(request)
+        if claims is None:
+            raise Unauthorized(request.state.token_error or "sign in first: send 'Authorization: Bearer <token>'",
+                               code="invalid_token" if request.state.token_error else "not_authenticated")
+        session: AsyncSession = request.state.db
+        tenant_id, subject = UUID(claims["tid"]), UUID(claims["sub"])
+        if claims["aud"] == "staff":
+            sid = claims.get("sid")
+            try:
+                revoked = bool(sid) and await iam.is_session_revoked(request.app.state.redis, sid)
+            except OSError as exc:  # fail closed when revocations cannot be checked
+                raise ServiceUnavailable("cannot check token revocation right now") from exc
+            if revoked:
+                raise Unauthorized("this sign-in was ended; sign in again", code="token_revoked")
+            cached = await iam.load_staff_actor(session, tenant_id, subject, sid)
+        elif claims["aud"] == "integration":
+            cached = await iam.load_integration_actor(session, tenant_id, subject,
+                                                      str(claims.get("scope", "")).split())
+        else:
+            cached = await iam.load_patient_actor(session, tenant_id, subject)
+        request.state.actor = cached
+        ctx = current_context()
+        set_context(RequestContext(request_id=ctx.request_id, ip=ctx.ip,
+                                   actor_type=cached.kind, actor_id=str(cached.id)))
+    if cached.kind not in audiences:
+        raise Unauthorized(f"a {cached.kind} token is not accepted here", code="wrong_audience")
+    return cached
+
+
+def require(*permissions: str, audiences: tuple[str, ...] = STAFF_AND_INTEGRATION) -> Callable:
+    """`actor: Actor = Depends(require("stores:write"))` — authenticated, allowed, and permitted."""
+
+    async def dependency(request: Request) -> Actor:
+        actor = await _load_actor(request, audiences)
+        actor.require(*permissions)
+        return actor
+
+    dependency.__name__ = f"require_{'_'.join(p.replace(':', '_').replace('.', '_') for p in permissions) or 'auth'}"
+    return Depends(dependency)
+
+
+def current_actor(audiences: tuple[str, ...] = ("staff", "integration", "patient")) -> Callable:
+    return require(audiences=audiences)

@@ -1,0 +1,207 @@
+"""Append-only, hash-chained audit log.
+
+Services call `record()` as they change things; the entries are sealed just before the transaction
+commits: the tenant's chain head is locked (briefly: only for the commit), each entry gets the next
+sequence number and `hash = sha256(prev_hash + canonical entry)`. Changing, removing or reordering
+any row breaks every later hash, which `verify_chain()` reports. UPDATE and DELETE are refused by a
+trigger and not granted to the application role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.context import current_context
+from app.core.db import before_commit, current_tenant
+from app.core.ids import new_id
+from app.core.models import TENANT_TABLES
+
+GENESIS_HASH = "0" * 64
+# Never copied into an audit summary.
+SECRET_FIELDS = frozenset({"password", "password_hash", "secret", "secret_hash", "token_hash"})
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        Index("ix_audit_log_target", "tenant_id", "target_type", "target_id"),
+        Index("ix_audit_log_action", "tenant_id", "action", "seq"),
+    )
+
+    tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
+    seq: int = Field(sa_type=BigInteger, primary_key=True)
+    id: UUID = Field(default_factory=new_id)
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    actor_type: str = Field(sa_type=Text)
+    actor_id: str | None = Field(default=None, sa_type=Text)
+    action: str = Field(sa_type=Text)
+    target_type: str = Field(sa_type=Text)
+    target_id: str | None = Field(default=None, sa_type=Text)
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    request_id: str | None = Field(default=None, sa_type=Text)
+    ip: str | None = Field(default=None, sa_type=Text)
+    prev_hash: str = Field(sa_type=Text)
+    hash: str = Field(sa_type=Text)
+
+
+class AuditHead(SQLModel, table=True):
+    __tablename__ = "audit_heads"
+
+    tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
+    last_seq: int = Field(default=0, sa_type=BigInteger)
+    last_hash: str = Field(default=GENESIS_HASH, sa_type=Text)
+
+
+TENANT_TABLES.update({"audit_log", "audit_heads"})
+
+
+def snapshot(obj: Any, *, fields: list[str] | None = None) -> dict[str, Any]:
+    """A JSON-safe picture of a model for the audit summary, without secrets."""
+    data = obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+    if fields is not None:
+        data = {k: data.get(k) for k in fields}
+    return {k: _jsonable(v) for k, v in data.items() if k not in SECRET_FIELDS}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def record(
+    session: AsyncSession,
+    action: str,
+    target_type: str,
+    target_id: Any = None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    tenant_id: UUID | None = None,
+    **details: Any,
+) -> None:
+    """Queue an audit entry; it is chained and written just before this transaction commits."""
+    tenant = tenant_id or current_tenant(session)
+    if tenant is None:
+        raise RuntimeError("audit.record needs a tenant")
+    ctx = current_context()
+    summary: dict[str, Any] = {}
+    if before is not None:
+        summary["before"] = _jsonable(before)
+    if after is not None:
+        summary["after"] = _jsonable(after)
+    if details:
+        summary.update(_jsonable(details))
+    session.info.setdefault("audit_pending", []).append(
+        {
+            "tenant_id": tenant,
+            "occurred_at": utcnow(),
+            "actor_type": ctx.actor_type,
+            "actor_id": ctx.actor_id,
+            "action": action,
+            "target_type": target_type,
+            "target_id": None if target_id is None else str(target_id),
+            "summary": summary,
+            "request_id": ctx.request_id,
+            "ip": ctx.ip,
+        }
+    )
+    before_commit(session, _seal_pending, "audit")
+
+
+def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {
+            "tenant_id": str(entry["tenant_id"]),
+            "seq": entry["seq"],
+            "occurred_at": entry["occurred_at"].isoformat(),
+            "actor_type": entry["actor_type"],
+            "actor_id": entry["actor_id"],
+            "action": entry["action"],
+            "target_type": entry["target_type"],
+            "target_id": entry["target_id"],
+            "summary": entry["summary"],
+            "request_id": entry["request_id"],
+            "ip": entry["ip"],
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+
+
+_LOCK_HEAD = text(
+    "INSERT INTO audit_heads (tenant_id, last_seq, last_hash) VALUES (:tenant_id, 0, :genesis) "
+    "ON CONFLICT (tenant_id) DO UPDATE SET last_seq = audit_heads.last_seq "
+    "RETURNING last_seq, last_hash"
+)
+
+
+async def _seal_pending(session: AsyncSession) -> None:
+    pending: list[dict[str, Any]] = session.info.pop("audit_pending", [])
+    by_tenant: dict[UUID, list[dict[str, Any]]] = {}
+    for entry in pending:
+        by_tenant.setdefault(entry["tenant_id"], []).append(entry)
+    for tenant_id, entries in by_tenant.items():
+        row = (
+            await session.execute(_LOCK_HEAD, {"tenant_id": tenant_id, "genesis": GENESIS_HASH})
+        ).one()
+        seq, prev = row.last_seq, row.last_hash
+        for entry in entries:
+            seq += 1
+            entry["seq"] = seq
+            entry["prev_hash"] = prev
+            entry["hash"] = prev = entry_hash(prev, entry)
+            session.add(AuditEntry(**entry))
+        await session.execute(
+            text("UPDATE audit_heads SET last_seq = :seq, last_hash = :hash WHERE tenant_id = :t"),
+            {"seq": seq, "hash": prev, "t": tenant_id},
+        )
+    await session.flush()
+
+
+@dataclass
+class ChainReport:
+    ok: bool
+    checked: int
+    broken_at_seq: int | None = None
+    reason: str | None = None
+
+
+async def verify_chain(session: AsyncSession, tenant_id: UUID) -> ChainReport:
+    """Recompute every hash in order; report the first row that does not match."""
+    prev, expected_seq, checked = GENESIS_HASH, 1, 0
+    stmt = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(AuditEntry.seq)
+    result = await session.stream(stmt.execution_options(yield_per=500))
+    async for (row,) in result:
+        entry = row.model_dump()
+        if row.seq != expected_seq:
+            return ChainReport(False, checked, expected_seq, f"row {expected_seq} is missing")
+        if row.prev_hash != prev:
+            return ChainReport(False, checked, row.seq, "prev_hash does not match the row before")
+        if entry_hash(prev, entry) != row.hash:
+            return ChainReport(False, checked, row.seq, "row content does not match its hash")
+        prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+    head = await session.get(AuditHead, tenant_id)
+    if head is not None and (head.last_seq != checked or head.last_hash != prev):
+        return ChainReport(False, checked, checked + 1, "rows after the last one were removed")
+    return ChainReport(True, checked)

@@ -1,0 +1,78 @@
+"""Keyset (cursor) pagination: `?limit=&cursor=` → `{"items": [...], "next_cursor": ...}`.
+
+The cursor is an opaque base64 token holding the sort key of the last row served; pages stay
+stable while rows are inserted, and deep pages cost the same as the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from fastapi import Query
+from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.errors import BadRequest
+
+T = TypeVar("T")
+
+MAX_LIMIT = 200
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class PageParams(BaseModel):
+    limit: int = 50
+    cursor: str | None = None
+
+
+def page_params(
+    limit: int = Query(50, ge=1, le=MAX_LIMIT, description="Page size (1–200)"),
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
+) -> PageParams:
+    return PageParams(limit=limit, cursor=cursor)
+
+
+def encode_cursor(value: Any) -> str:
+    raw = json.dumps(str(value) if isinstance(value, UUID) else value).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, convert: Callable[[Any], Any]) -> Any:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return convert(json.loads(raw))
+    except (binascii.Error, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise BadRequest("cursor is not one this API issued", code="invalid_cursor") from exc
+
+
+async def paginate(
+    session: AsyncSession,
+    stmt: Select,
+    key: InstrumentedAttribute,
+    params: PageParams,
+    *,
+    descending: bool = False,
+    convert: Callable[[Any], Any] = UUID,
+) -> tuple[Sequence[Any], str | None]:
+    """Run `stmt` (selecting one entity) one page at a time, ordered by the unique column `key`."""
+    if params.cursor:
+        after = decode_cursor(params.cursor, convert)
+        stmt = stmt.where(key < after if descending else key > after)
+    stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(params.limit + 1)
+    rows = list((await session.execute(stmt)).scalars().all())
+    next_cursor = None
+    if len(rows) > params.limit:
+        rows = rows[: params.limit]
+        next_cursor = encode_cursor(getattr(rows[-1], key.key))
+    return rows, next_cursor

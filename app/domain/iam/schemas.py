@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.domain.tenancy.schemas import TENANT_CODE_PATTERN
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
+ROLE_NAME_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TokenRequest(Strict):
+    tenant: str = Field(pattern=TENANT_CODE_PATTERN, description="Tenant code, e.g. `demo`")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(Strict):
+    refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class LogoutRequest(Strict):
+    refresh_token: str | None = Field(None, min_length=10, max_length=200)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str | None = None
+    scope: str | None = None
+
+
+class StaffCreate(Strict):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=8, max_length=128)
+    display_name: str = Field(min_length=1, max_length=60)
+    roles: list[str] = Field(min_length=1, max_length=10)
+    store_ids: list[UUID] = Field(default_factory=list, max_length=200)
+    wecom_userid: str | None = Field(None, max_length=64)
+
+
+class StaffUpdate(Strict):
+    display_name: str | None = Field(None, min_length=1, max_length=60)
+    roles: list[str] | None = Field(None, min_length=1, max_length=10)
+    store_ids: list[UUID] | None = Field(None, max_length=200)
+    active: bool | None = None
+    password: str | None = Field(None, min_length=8, max_length=128)
+    wecom_userid: str | None = Field(None, max_length=64)
+
+
+class StaffOut(BaseModel):
+    id: UUID
+    username: str
+    display_name: str
+    active: bool
+    roles: list[str]
+    store_ids: list[UUID]
+    wecom_userid: str | None = None
+    created_at: datetime | None = None
+
+
+class MeOut(BaseModel):
+    tenant_id: UUID
+    kind: str
+    id: UUID
+    display_name: str | None
+    roles: list[str]
+    permissions: list[str]
+    store_ids: list[UUID] | None = Field(description="null when the caller may act in every store")
+
+
+class RoleCreate(Strict):
+    name: str = Field(pattern=ROLE_NAME_PATTERN)
+    description: str | None = Field(None, max_length=200)
+    permissions: list[str] = Field(min_length=1, max_length=100)
+
+
+class RoleUpdate(Strict):
+    description: str | None = Field(None, max_length=200)
+    permissions: list[str] | None = Field(None, min_length=1, max_length=100)
+
+
+class RoleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    name: str
+    description: str | None
+    permissions: list[str]
+    preset: bool
+
+
+class PermissionOut(BaseModel):
+    name: str
+    description: str
+
+
+class ApiClientCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(min_length=1, max_length=100)
+    store_ids: list[UUID] = Field(default_factory=list, max_length=200)
+
+
+class ApiClientOut(BaseModel):
+    id: UUID
+    client_id: str
+    name: str
+    scopes: list[str]
+    store_ids: list[UUID]
+    active: bool
+    created_at: datetime | None = None
+
+
+class ApiClientCreated(ApiClientOut):
+    client_secret: str = Field(description="Shown once; store it in the integrating system")

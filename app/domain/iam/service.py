@@ -1,0 +1,487 @@
+"""Staff, roles, sign-in, token rotation and integration clients."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from redis.asyncio import Redis
+from sqlalchemy import delete, text, update
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core import audit
+from app.core.actor import Actor
+from app.core.clock import utcnow
+from app.core.db import session_scope, set_tenant
+from app.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, Unprocessable
+from app.core.ids import new_id
+from app.core.pagination import PageParams, paginate
+from app.core.redis import rkey
+from app.core.security import (
+    hash_password,
+    hash_token,
+    issue_token,
+    new_secret,
+    verify_password,
+)
+from app.core.settings import get_settings
+from app.domain.iam.models import ApiClient, RefreshToken, Role, Staff, StaffRole, StaffStore
+from app.domain.iam.permissions import PERMISSIONS, PRESET_ROLES
+from app.domain.iam.schemas import (
+    ApiClientCreate,
+    RoleCreate,
+    RoleUpdate,
+    StaffCreate,
+    StaffOut,
+    StaffUpdate,
+    TokenResponse,
+)
+from app.domain.tenancy import service as tenancy
+
+# ---------------------------------------------------------------- roles
+
+
+async def install_preset_roles(session: AsyncSession, tenant_id: UUID) -> None:
+    for name, (description, permissions) in PRESET_ROLES.items():
+        session.add(
+            Role(tenant_id=tenant_id, name=name, description=description,
+                 permissions=sorted(permissions), preset=True)
+        )
+    await session.flush()
+
+
+def _check_permissions(actor: Actor, permissions: list[str]) -> list[str]:
+    unknown = [p for p in permissions if p not in PERMISSIONS]
+    if unknown:
+        raise Unprocessable(f"unknown permission {unknown[0]!r}", code="unknown_permission",
+                            field="permissions")
+    # Nobody hands out more than they hold: a store manager cannot mint an owner.
+    beyond = [p for p in permissions if not actor.can(p)]
+    if beyond:
+        raise Forbidden(f"you cannot grant {beyond[0]!r}, which you do not hold", code="grant_exceeds_own")
+    return sorted(set(permissions))
+
+
+async def list_roles(session: AsyncSession, actor: Actor) -> list[Role]:
+    actor.require("roles:read")
+    return list((await session.exec(select(Role).where(Role.tenant_id == actor.tenant_id).order_by(Role.name))).all())
+
+
+async def create_role(session: AsyncSession, actor: Actor, data: RoleCreate) -> Role:
+    actor.require("roles:write")
+    permissions = _check_permissions(actor, data.permissions)
+    exists = (await session.exec(select(Role).where(Role.tenant_id == actor.tenant_id, Role.name == data.name))).first()
+    if exists:
+        raise Conflict(f"role {data.name!r} already exists", code="role_exists")
+    role = Role(tenant_id=actor.tenant_id, name=data.name, description=data.description, permissions=permissions)
+    session.add(role)
+    await session.flush()
+    audit.record(session, "role.create", "role", role.id, after={"name": role.name, "permissions": permissions})
+    return role
+
+
+async def update_role(session: AsyncSession, actor: Actor, role_id: UUID, data: RoleUpdate) -> Role:
+    actor.require("roles:write")
+    role = await session.get(Role, (actor.tenant_id, role_id))
+    if role is None:
+        raise NotFound("role not found", code="role_not_found")
+    if role.preset:
+        raise Conflict("preset roles cannot be changed; define a role of your own", code="preset_role")
+    before = audit.snapshot(role, fields=["description", "permissions"])
+    if data.permissions is not None:
+        role.permissions = _check_permissions(actor, data.permissions)
+    if data.description is not None:
+        role.description = data.description
+    session.add(role)
+    await session.flush()
+    audit.record(session, "role.update", "role", role.id, before=before,
+                 after=audit.snapshot(role, fields=["description", "permissions"]))
+    return role
+
+
+async def _roles_by_name(session: AsyncSession, actor: Actor, names: list[str]) -> list[Role]:
+    stmt = select(Role).where(Role.tenant_id == actor.tenant_id, Role.name.in_(names))
+    roles = list((await session.exec(stmt)).all())
+    missing = set(names) - {r.name for r in roles}
+    if missing:
+        raise Unprocessable(f"unknown role {sorted(missing)[0]!r}", code="unknown_role", field="roles")
+    for role in roles:
+        _check_permissions(actor, role.permissions)
+    return roles
+
+
+# ---------------------------------------------------------------- staff
+
+
+async def _staff_out(session: AsyncSession, staff: Staff) -> StaffOut:
+    roles = (await session.exec(
+        select(Role.name).join(StaffRole, (StaffRole.tenant_id == Role.tenant_id) & (StaffRole.role_id == Role.id))
+        .where(StaffRole.tenant_id == staff.tenant_id, StaffRole.staff_id == staff.id).order_by(Role.name)
+    )).all()
+    stores = (await session.exec(
+        select(StaffStore.store_id).where(StaffStore.tenant_id == staff.tenant_id, StaffStore.staff_id == staff.id)
+    )).all()
+    return StaffOut(id=staff.id, username=staff.username, display_name=staff.display_name, active=staff.active,
+                    roles=list(roles), store_ids=sorted(stores, key=str), wecom_userid=staff.wecom_userid,
+                    created_at=staff.created_at)
+
+
+def _require_store_scope(actor: Actor, store_ids: list[UUID]) -> None:
+    if actor.store_ids is None:
+        return
+    if not store_ids:
+        raise Forbidden("only a role acting in every store may create staff without stores",
+                        code="store_forbidden")
+    for store_id in store_ids:
+        actor.require_store(store_id)
+
+
+async def _set_staff_roles_and_stores(
+    session: AsyncSession, actor: Actor, staff: Staff, roles: list[str] | None, store_ids: list[UUID] | None
+) -> None:
+    if roles is not None:
+        role_rows = await _roles_by_name(session, actor, roles)
+        await session.execute(delete(StaffRole).where(StaffRole.tenant_id == staff.tenant_id,
+                                                      StaffRole.staff_id == staff.id))
+        session.add_all(StaffRole(tenant_id=staff.tenant_id, staff_id=staff.id, role_id=r.id) for r in role_rows)
+    if store_ids is not None:
+        await tenancy.require_stores_exist(session, staff.tenant_id, set(store_ids))
+        _require_store_scope(actor, store_ids)
+        await session.execute(delete(StaffStore).where(StaffStore.tenant_id == staff.tenant_id,
+                                                       StaffStore.staff_id == staff.id))
+        session.add_all(StaffStore(tenant_id=staff.tenant_id, staff_id=staff.id, store_id=s) for s in set(store_ids))
+    await session.flush()
+
+
+async def create_staff(session: AsyncSession, actor: Actor, data: StaffCreate) -> StaffOut:
+    actor.require("staff:write")
+    existing = (await session.exec(
+        select(Staff.id).where(Staff.tenant_id == actor.tenant_id, Staff.username == data.username)
+    )).first()
+    if existing:
+        raise Conflict(f"username {data.username!r} is taken", code="username_taken", field="username")
+    staff = Staff(tenant_id=actor.tenant_id, username=data.username, password_hash=hash_password(data.password),
+                  display_name=data.display_name, wecom_userid=data.wecom_userid)
+    session.add(staff)
+    await session.flush()
+    await _set_staff_roles_and_stores(session, actor, staff, data.roles, data.store_ids)
+    out = await _staff_out(session, staff)
+    audit.record(session, "staff.create", "staff", staff.id,
+                 after=out.model_dump(exclude={"created_at"}))
+    return out
+
+
+async def _visible_staff(session: AsyncSession, actor: Actor, staff_id: UUID) -> Staff:
+    staff = await session.get(Staff, (actor.tenant_id, staff_id))
+    if staff is None:
+        raise NotFound("staff member not found", code="staff_not_found")
+    return staff
+
+
+async def get_staff(session: AsyncSession, actor: Actor, staff_id: UUID) -> StaffOut:
+    actor.require("staff:read")
+    return await _staff_out(session, await _visible_staff(session, actor, staff_id))
+
+
+async def list_staff(session: AsyncSession, actor: Actor, params: PageParams, store_id: UUID | None = None):
+    actor.require("staff:read")
+    stmt = select(Staff).where(Staff.tenant_id == actor.tenant_id)
+    if store_id is not None:
+        stmt = stmt.where(Staff.id.in_(select(StaffStore.staff_id).where(
+            StaffStore.tenant_id == actor.tenant_id, StaffStore.store_id == store_id)))
+    rows, cursor = await paginate(session, stmt, Staff.id, params)
+    return [await _staff_out(session, s) for s in rows], cursor
+
+
+async def update_staff(session: AsyncSession, actor: Actor, staff_id: UUID, data: StaffUpdate) -> StaffOut:
+    actor.require("staff:write")
+    staff = await _visible_staff(session, actor, staff_id)
+    before = await _staff_out(session, staff)
+    # A store-scoped manager may only manage staff who work solely in their own stores.
+    if actor.store_ids is not None and (not before.store_ids or not set(before.store_ids) <= actor.store_ids):
+        raise Forbidden("this staff member works outside your stores", code="store_forbidden")
+    if data.display_name is not None:
+        staff.display_name = data.display_name
+    if data.active is not None:
+        staff.active = data.active
+    if data.wecom_userid is not None:
+        staff.wecom_userid = data.wecom_userid
+    if data.password is not None:
+        staff.password_hash = hash_password(data.password)
+    session.add(staff)
+    await _set_staff_roles_and_stores(session, actor, staff, data.roles, data.store_ids)
+    if data.active is False or data.password is not None:
+        await _revoke_subject_tokens(session, staff.tenant_id, staff.id)
+    after = await _staff_out(session, staff)
+    audit.record(session, "staff.update", "staff", staff.id,
+                 before=before.model_dump(exclude={"created_at"}),
+                 after=after.model_dump(exclude={"created_at"}) | ({"password": "changed"} if data.password else {}))
+    return after
+
+
+async def create_owner(session: AsyncSession, tenant_id: UUID, username: str, password: str) -> Staff:
+    owner_role = (await session.exec(select(Role).where(Role.tenant_id == tenant_id, Role.name == "owner"))).one()
+    staff = Staff(tenant_id=tenant_id, username=username, password_hash=hash_password(password),
+                  display_name=username)
+    session.add(staff)
+    await session.flush()
+    session.add(StaffRole(tenant_id=tenant_id, staff_id=staff.id, role_id=owner_role.id))
+    await session.flush()
+    audit.record(session, "staff.create", "staff", staff.id, tenant_id=tenant_id,
+                 after={"username": username, "roles": ["owner"]})
+    return staff
+
+
+# ---------------------------------------------------------------- the actor behind a token
+
+_STAFF_ACTOR = text(
+    """
+    SELECT s.active, s.display_name,
+      COALESCE((SELECT array_agg(DISTINCT p) FROM staff_roles sr
+                 JOIN roles r ON r.tenant_id = sr.tenant_id AND r.id = sr.role_id,
+                 unnest(r.permissions) AS p
+                WHERE sr.tenant_id = s.tenant_id AND sr.staff_id = s.id), '{}') AS permissions,
+      COALESCE((SELECT array_agg(r.name ORDER BY r.name) FROM staff_roles sr
+                 JOIN roles r ON r.tenant_id = sr.tenant_id AND r.id = sr.role_id
+                WHERE sr.tenant_id = s.tenant_id AND sr.staff_id = s.id), '{}') AS roles,
+      COALESCE((SELECT array_agg(ss.store_id) FROM staff_stores ss
+                WHERE ss.tenant_id = s.tenant_id AND ss.staff_id = s.id), '{}') AS store_ids
+    FROM staff s WHERE s.tenant_id = :tenant_id AND s.id = :id
+    """
+)
+
+
+async def load_staff_actor(session: AsyncSession, tenant_id: UUID, staff_id: UUID, session_id: str | None) -> Actor:
+    row = (await session.execute(_STAFF_ACTOR, {"tenant_id": tenant_id, "id": staff_id})).first()
+    if row is None or not row.active:
+        raise Unauthorized("this account is disabled or no longer exists", code="account_disabled")
+    permissions = frozenset(row.permissions)
+    stores = None if "stores:all" in permissions else frozenset(row.store_ids)
+    return Actor(tenant_id=tenant_id, kind="staff", id=staff_id, permissions=permissions, store_ids=stores,
+                 roles=tuple(row.roles), session_id=session_id, display_name=row.display_name)
+
+
+async def load_integration_actor(session: AsyncSession, tenant_id: UUID, client_uuid: UUID, scopes: list[str]) -> Actor:
+    client = await session.get(ApiClient, (tenant_id, client_uuid))
+    if client is None or not client.active:
+        raise Unauthorized("this integration client was revoked", code="client_revoked")
+    permissions = frozenset(scopes) & frozenset(client.scopes)
+    stores = None if not client.store_ids else frozenset(UUID(s) for s in client.store_ids)
+    return Actor(tenant_id=tenant_id, kind="integration", id=client.id, permissions=permissions,
+                 store_ids=stores, roles=("integration",), display_name=client.name)
+
+
+async def load_patient_actor(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> Actor:
+    """A patient from the mini-program: no staff permissions; services check they act on themselves."""
+    return Actor(tenant_id=tenant_id, kind="patient", id=member_id, permissions=frozenset(),
+                 store_ids=None, roles=("patient",))
+
+
+# ---------------------------------------------------------------- sign-in and tokens
+
+
+async def _check_lockout(redis: Redis, tenant_code: str, username: str, ip: str | None) -> None:
+    settings = get_settings()
+    keys = [rkey("login_fail", tenant_code, username.lower())]
+    if ip:
+        keys.append(rkey("login_fail_ip", ip))
+    limits = [settings.login_max_failures, settings.login_max_failures * 4]
+    counts = await redis.mget(keys)
+    for key, count, limit in zip(keys, counts, limits, strict=False):
+        if count is not None and int(count) >= limit:
+            ttl = await redis.ttl(key)
+            raise TooManyRequests(
+                "too many failed sign-in attempts; try again later",
+                code="login_locked",
+                retry_after=max(int(ttl), 1),
+            )
+
+
+async def _count_failure(redis: Redis, tenant_code: str, username: str, ip: str | None) -> None:
+    window = get_settings().login_failure_window_seconds
+    keys = [rkey("login_fail", tenant_code, username.lower())]
+    if ip:
+        keys.append(rkey("login_fail_ip", ip))
+    async with redis.pipeline(transaction=True) as pipe:
+        for key in keys:
+            pipe.incr(key)
+            pipe.expire(key, window, nx=True)
+        await pipe.execute()
+
+
+async def _issue_staff_tokens(session: AsyncSession, tenant_id: UUID, staff_id: UUID, family_id: UUID) -> TokenResponse:
+    settings = get_settings()
+    access, _ = issue_token(subject=str(staff_id), tenant_id=str(tenant_id), audience="staff",
+                            ttl_seconds=settings.access_token_ttl_seconds, sid=str(family_id))
+    refresh = f"{tenant_id}.{new_secret()}"
+    session.add(RefreshToken(tenant_id=tenant_id, family_id=family_id, subject_type="staff", subject_id=staff_id,
+                             token_hash=hash_token(refresh),
+                             expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_seconds)))
+    await session.flush()
+    return TokenResponse(access_token=access, expires_in=settings.access_token_ttl_seconds, refresh_token=refresh)
+
+
+async def login(
+    session: AsyncSession, redis: Redis, *, tenant_code: str, username: str, password: str, ip: str | None
+) -> TokenResponse:
+    await _check_lockout(redis, tenant_code, username, ip)
+    tenant = await tenancy.get_tenant_by_code(session, tenant_code)
+    staff = None
+    if tenant is not None and tenant.active:
+        await set_tenant(session, tenant.id)
+        stmt = select(Staff).where(Staff.tenant_id == tenant.id, Staff.username == username)
+        staff = (await session.exec(stmt)).first()
+    if not verify_password(staff.password_hash if staff else None, password) or not staff or not staff.active:
+        await _count_failure(redis, tenant_code, username, ip)
+        raise Unauthorized("wrong tenant, username or password", code="invalid_credentials")
+    await redis.delete(rkey("login_fail", tenant_code, username.lower()))
+    tokens = await _issue_staff_tokens(session, tenant.id, staff.id, new_id())
+    audit.record(session, "auth.login", "staff", staff.id)
+    return tokens
+
+
+def _split_refresh(token: str) -> UUID:
+    try:
+        return UUID(token.split(".", 1)[0])
+    except ValueError as exc:
+        raise Unauthorized("refresh token is not valid", code="invalid_refresh_token") from exc
+
+
+async def revoke_family(tenant_id: UUID, family_id: UUID, redis: Redis, reason: str) -> None:
+    """Revoke a login (all its refresh tokens and, through Redis, its live access tokens).
+
+    Runs in its own transaction: a reuse attack is answered with 401, and the revocation must
+    survive the rollback of the request that detected it.
+    """
+    async with session_scope(tenant_id) as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.tenant_id == tenant_id, RefreshToken.family_id == family_id,
+                   RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        audit.record(session, "auth.revoke", "session", family_id, reason=reason)
+    await redis.set(rkey("revoked_sid", family_id), "1", ex=get_settings().access_token_ttl_seconds + 60)
+
+
+async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> TokenResponse:
+    tenant_id = _split_refresh(refresh_token)
+    await set_tenant(session, tenant_id)
+    token_hash = hash_token(refresh_token)
+    # Spend the token atomically: of two concurrent uses only one finds it unspent.
+    spent = (await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.tenant_id == tenant_id, RefreshToken.token_hash == token_hash,
+               RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
+        .values(used_at=utcnow())
+        .returning(RefreshToken.family_id, RefreshToken.subject_type, RefreshToken.subject_id,
+                   RefreshToken.expires_at)
+    )).first()
+    if spent is None:
+        known = (await session.exec(select(RefreshToken.family_id).where(
+            RefreshToken.tenant_id == tenant_id, RefreshToken.token_hash == token_hash))).first()
+        if known is None:
+            raise Unauthorized("refresh token is not valid", code="invalid_refresh_token")
+        # A spent token presented again means it was copied: end that whole sign-in.
+        await revoke_family(tenant_id, known, redis, "refresh token reuse")
+        raise Unauthorized("refresh token was already used; this sign-in has been revoked",
+                           code="refresh_token_reused")
+    if spent.expires_at <= utcnow():
+        raise Unauthorized("refresh token expired", code="refresh_token_expired")
+    if spent.subject_type != "staff":
+        raise Unauthorized("refresh token is not valid", code="invalid_refresh_token")
+    await load_staff_actor(session, tenant_id, spent.subject_id, None)  # disabled accounts stop here
+    return await _issue_staff_tokens(session, tenant_id, spent.subject_id, spent.family_id)
+
+
+async def logout(session: AsyncSession, redis: Redis, actor: Actor) -> None:
+    if actor.session_id:
+        await revoke_family(actor.tenant_id, UUID(actor.session_id), redis, "logout")
+
+
+async def is_session_revoked(redis: Redis, session_id: str) -> bool:
+    return bool(await redis.exists(rkey("revoked_sid", session_id)))
+
+
+async def _revoke_subject_tokens(session: AsyncSession, tenant_id: UUID, subject_id: UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.tenant_id == tenant_id, RefreshToken.subject_id == subject_id,
+               RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+# ---------------------------------------------------------------- integration clients
+
+
+def _client_out(client: ApiClient) -> dict:
+    return {"id": client.id, "client_id": client.client_id, "name": client.name, "scopes": client.scopes,
+            "store_ids": [UUID(s) for s in client.store_ids], "active": client.active,
+            "created_at": client.created_at}
+
+
+async def create_api_client(session: AsyncSession, actor: Actor, data: ApiClientCreate) -> dict:
+    actor.require("api_clients:write")
+    scopes = _check_permissions(actor, data.scopes)
+    await tenancy.require_stores_exist(session, actor.tenant_id, set(data.store_ids))
+    tenant = await session.get(tenancy.Tenant, actor.tenant_id)
+    secret = new_secret()
+    client = ApiClient(tenant_id=actor.tenant_id, client_id=f"{tenant.code}.{new_secret(12)}",
+                       secret_hash=hash_password(secret), name=data.name, scopes=scopes,
+                       store_ids=[str(s) for s in data.store_ids], created_by=actor.id)
+    session.add(client)
+    await session.flush()
+    audit.record(session, "api_client.create", "api_client", client.id,
+                 after={"client_id": client.client_id, "name": client.name, "scopes": scopes})
+    return _client_out(client) | {"client_secret": secret}
+
+
+async def list_api_clients(session: AsyncSession, actor: Actor) -> list[dict]:
+    actor.require("api_clients:write")
+    stmt = select(ApiClient).where(ApiClient.tenant_id == actor.tenant_id).order_by(ApiClient.id)
+    rows = (await session.exec(stmt)).all()
+    return [_client_out(c) for c in rows]
+
+
+async def revoke_api_client(session: AsyncSession, actor: Actor, client_uuid: UUID) -> dict:
+    actor.require("api_clients:write")
+    client = await session.get(ApiClient, (actor.tenant_id, client_uuid))
+    if client is None:
+        raise NotFound("integration client not found", code="api_client_not_found")
+    client.active = False
+    client.revoked_at = utcnow()
+    session.add(client)
+    await session.flush()
+    audit.record(session, "api_client.revoke", "api_client", client.id)
+    return _client_out(client)
+
+
+async def client_credentials(
+    session: AsyncSession, redis: Redis, *, client_id: str, client_secret: str, scope: str | None, ip: str | None
+) -> TokenResponse:
+    tenant_code = client_id.split(".", 1)[0]
+    await _check_lockout(redis, tenant_code, client_id, ip)
+    tenant = await tenancy.get_tenant_by_code(session, tenant_code)
+    client = None
+    if tenant is not None and tenant.active:
+        await set_tenant(session, tenant.id)
+        client = (await session.exec(select(ApiClient).where(ApiClient.tenant_id == tenant.id,
+                                                             ApiClient.client_id == client_id))).first()
+    if not verify_password(client.secret_hash if client else None, client_secret) or not client or not client.active:
+        await _count_failure(redis, tenant_code, client_id, ip)
+        raise Unauthorized("unknown client or wrong secret", code="invalid_client")
+    granted = client.scopes
+    if scope:
+        requested = scope.split()
+        not_allowed = [s for s in requested if s not in client.scopes]
+        if not_allowed:
+            raise Forbidden(f"scope {not_allowed[0]!r} is not granted to this client", code="invalid_scope")
+        granted = requested
+    ttl = get_settings().integration_token_ttl_seconds
+    access, _ = issue_token(subject=str(client.id), tenant_id=str(tenant.id), audience="integration",
+                            ttl_seconds=ttl, scope=" ".join(granted))
+    client.last_used_at = utcnow()
+    session.add(client)
+    return TokenResponse(access_token=access, expires_in=ttl, scope=" ".join(granted))

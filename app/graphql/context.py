@@ -1,0 +1,53 @@
+"""Per-request GraphQL context: the request's transaction, the caller, and DataLoaders."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import Request
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from strawberry.dataloader import DataLoader
+from strawberry.fastapi import BaseContext
+
+from app.api.deps import STAFF_AND_INTEGRATION, _load_actor
+from app.core.actor import Actor
+from app.domain.tenancy.models import Store
+
+
+class Context(BaseContext):
+    def __init__(self, request: Request) -> None:
+        super().__init__()
+        self._request = request
+        self.loaders: dict[str, DataLoader] = {}
+
+    @property
+    def session(self) -> AsyncSession:
+        return self._request.state.db
+
+    async def actor(self, *permissions: str, audiences: tuple[str, ...] = STAFF_AND_INTEGRATION) -> Actor:
+        actor = await _load_actor(self._request, audiences)
+        actor.require(*permissions)
+        return actor
+
+    def mark_failed(self) -> None:
+        """A mutation with errors must not commit its partial work."""
+        self._request.state.rollback = True
+
+    def loader(self, name: str, load_fn: Any) -> DataLoader:
+        if name not in self.loaders:
+            self.loaders[name] = DataLoader(load_fn=load_fn)
+        return self.loaders[name]
+
+    def store_loader(self) -> DataLoader[UUID, Store | None]:
+        async def load(ids: list[UUID]) -> list[Store | None]:
+            rows = (await self.session.exec(select(Store).where(Store.id.in_(ids)))).all()
+            by_id = {s.id: s for s in rows}
+            return [by_id.get(i) for i in ids]
+
+        return self.loader("store", load)
+
+
+async def get_context(request: Request) -> Context:
+    return Context(request)

@@ -1,0 +1,134 @@
+"""The GraphQL schema at /graphql (mini-program and WeCom sidebar): same services, same permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from uuid import UUID
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.fastapi import GraphQLRouter
+from strawberry.types import Info
+
+from app.api.routing import TransactionalRoute
+from app.core.errors import AppError
+from app.core.pagination import PageParams
+from app.core.settings import Settings
+from app.domain.tenancy import service as tenancy
+from app.domain.tenancy.models import Store
+from app.graphql.context import Context, get_context
+
+
+@strawberry.type
+class StoreType:
+    id: strawberry.ID
+    name: str
+    timezone: str
+    address: str | None
+    phone: str | None
+    active: bool
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, store: Store) -> StoreType:
+        return cls(id=strawberry.ID(str(store.id)), name=store.name, timezone=store.timezone,
+                   address=store.address, phone=store.phone, active=store.active, created_at=store.created_at)
+
+
+@strawberry.type
+class StorePage:
+    items: list[StoreType]
+    next_cursor: str | None
+
+
+@strawberry.type
+class Me:
+    id: strawberry.ID
+    kind: str
+    display_name: str | None
+    roles: list[str]
+    permissions: list[str]
+    store_ids: strawberry.Private[list[UUID] | None]
+
+    @strawberry.field(description="Stores this caller may act in (every store when unrestricted).")
+    async def stores(self, info: Info[Context, None]) -> list[StoreType]:
+        if self.store_ids is None:
+            rows, _ = await tenancy.list_stores(info.context.session, await info.context.actor(),
+                                                PageParams(limit=200))
+            return [StoreType.of(s) for s in rows]
+        loaded = await info.context.store_loader().load_many(self.store_ids)
+        return [StoreType.of(s) for s in loaded if s is not None]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The signed-in caller.")
+    async def me(self, info: Info[Context, None]) -> Me:
+        actor = await info.context.actor(audiences=("staff", "integration", "patient"))
+        return Me(id=strawberry.ID(str(actor.id)), kind=actor.kind, display_name=actor.display_name,
+                  roles=list(actor.roles), permissions=sorted(actor.permissions),
+                  store_ids=None if actor.store_ids is None else sorted(actor.store_ids, key=str))
+
+    @strawberry.field(description="The tenant's stores, a page at a time.")
+    async def stores(self, info: Info[Context, None], limit: int = 50, cursor: str | None = None) -> StorePage:
+        if not 1 <= limit <= 200:
+            raise AppError("limit must be between 1 and 200", code="validation_error", status=422)
+        actor = await info.context.actor("stores:read")
+        rows, next_cursor = await tenancy.list_stores(info.context.session, actor,
+                                                      PageParams(limit=limit, cursor=cursor))
+        return StorePage(items=[StoreType.of(s) for s in rows], next_cursor=next_cursor)
+
+    @strawberry.field(description="One store by id.")
+    async def store(self, info: Info[Context, None], id: strawberry.ID) -> StoreType:
+        actor = await info.context.actor("stores:read")
+        try:
+            store_id = UUID(str(id))
+        except ValueError as exc:
+            raise AppError("id is not a valid store id", code="validation_error", status=422) from exc
+        return StoreType.of(await tenancy.get_store(info.context.session, actor, store_id))
+
+
+class ProblemCodes(SchemaExtension):
+    """Give GraphQL errors the REST problem codes, and roll the transaction back when any occurred."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not getattr(result, "errors", None):
+            return
+        self.execution_context.context.mark_failed()
+        for index, error in enumerate(result.errors):
+            original = error.original_error
+            if isinstance(original, AppError):
+                extensions = {"code": original.code, "status": original.status, **original.extra}
+            elif original is None:
+                extensions = {"code": "graphql_validation", "status": 400}
+            else:
+                extensions = {"code": "internal_error", "status": 500}
+            result.errors[index] = GraphQLError(
+                error.message if original is None or isinstance(original, AppError)
+                else "something went wrong; the change was not saved",
+                nodes=error.nodes, source=error.source, positions=error.positions, path=error.path,
+                original_error=original, extensions=extensions,
+            )
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            ProblemCodes,
+        ],
+    )
+
+
+def graphql_router(settings: Settings) -> GraphQLRouter:
+    return GraphQLRouter(build_schema(settings), context_getter=get_context, route_class=TransactionalRoute,
+                         graphql_ide="graphiql", multipart_uploads_enabled=False)
+
+

@@ -1,0 +1,86 @@
+"""create_app(): the FastAPI application with its routers, GraphQL, middleware and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.api.v1 import auth, health, platform, staff, stores
+from app.core import db
+from app.core.embedded import resolve_urls
+from app.core.redis import create_redis
+from app.core.settings import Settings, get_settings
+
+log = logging.getLogger("careloop")
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+CareLoop runs a clinic or wellness chain's members: bookings, course cards, payments and the care loop.
+
+**Authentication.** Send `Authorization: Bearer <access_token>`.
+Staff sign in at `POST /api/v1/auth/token` (tenant code, username, password) and rotate with
+`POST /api/v1/auth/refresh`; integrations (HIS/EMR) use OAuth 2.0 client credentials at
+`POST /api/v1/oauth/token`. Tokens carry an audience (`staff`, `patient`, `integration`).
+
+**Conventions.** Amounts are integer fen; times RFC 3339 with offset; ids are strings. Lists take
+`limit` and `cursor` and answer `{"items": [...], "next_cursor": ...}`. Errors are
+`application/problem+json` with a stable `code`. Every POST accepts `Idempotency-Key`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None,
+               redis_url: str | None = None, run_worker: bool | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db_url, r_url = database_url, redis_url
+        if not db_url or not r_url:
+            resolved = resolve_urls(settings)
+            db_url, r_url = db_url or resolved[0], r_url or resolved[1]
+        db.init_engine(db_url, settings)
+        app.state.redis = create_redis(r_url)
+        app.state.database_url, app.state.redis_url = db_url, r_url
+        worker = None
+        in_process = run_worker if run_worker is not None else (
+            settings.embedded_worker if settings.embedded_worker is not None else settings.embedded_redis)
+        if in_process:
+            from app.workers.runtime import BackgroundWorker
+
+            worker = BackgroundWorker(db_url, r_url)
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.close()
+            await app.state.redis.aclose()
+            await db.dispose_engine()
+
+    app = FastAPI(
+        title="CareLoop API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+
+    app.include_router(health.router)
+    for module in (auth, stores, staff, platform):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    from app.graphql.schema import graphql_router
+
+    app.include_router(graphql_router(settings), prefix="/graphql", include_in_schema=False)
+    return app

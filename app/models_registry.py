@@ -1,0 +1,9 @@
+"""Imports every table module so SQLModel.metadata knows the whole schema (Alembic, tests)."""
+
+from sqlmodel import SQLModel
+
+from app.core import audit, idempotency, outbox  # noqa: F401
+from app.domain.iam import models as iam_models  # noqa: F401
+from app.domain.tenancy import models as tenancy_models  # noqa: F401
+
+metadata = SQLModel.metadata

@@ -1,0 +1,59 @@
+"""Builders for test data through the real services and API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+from app.seed import create_tenant_with_owner
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class TenantKit:
+    """A fresh tenant with an owner signed in, and helpers to add stores and staff."""
+
+    client: httpx.AsyncClient
+    code: str
+    tenant_id: str
+    owner_token: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.owner_token}"}
+
+    async def post(self, path: str, json: dict, token: str | None = None, **kw) -> httpx.Response:
+        headers = self.auth(token) | kw.pop("headers", {})
+        return await self.client.post(f"/api/v1{path}", json=json, headers=headers, **kw)
+
+    async def get(self, path: str, token: str | None = None, **kw) -> httpx.Response:
+        return await self.client.get(f"/api/v1{path}", headers=self.auth(token), **kw)
+
+    async def store(self, name: str = "静安店", **extra) -> str:
+        r = await self.post("/stores", {"name": name, **extra})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    async def staff(self, roles: list[str], store_ids: list[str] | None = None, username: str | None = None) -> dict:
+        username = username or f"u{uuid.uuid4().hex[:8]}"
+        r = await self.post("/staff", {"username": username, "password": PASSWORD, "display_name": "测试员工",
+                                       "roles": roles, "store_ids": store_ids or []})
+        assert r.status_code == 201, r.text
+        token = await login(self.client, self.code, username, PASSWORD)
+        return {"id": r.json()["id"], "username": username, "token": token}
+
+
+async def login(client: httpx.AsyncClient, tenant: str, username: str, password: str = PASSWORD) -> str:
+    r = await client.post("/api/v1/auth/token", json={"tenant": tenant, "username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+async def new_tenant(client: httpx.AsyncClient) -> TenantKit:
+    code = f"t{uuid.uuid4().hex[:12]}"
+    tenant = await create_tenant_with_owner(code=code, name="测试诊所", owner_username="owner", owner_password=PASSWORD)
+    token = await login(client, code, "owner")
+    return TenantKit(client=client, code=code, tenant_id=str(tenant.id), owner_token=token)
