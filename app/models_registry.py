@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.core import audit, idempotency, outbox  # noqa: F401
 from app.domain.iam import models as iam_models  # noqa: F401
+from app.domain.members import models as members_models  # noqa: F401
 from app.domain.tenancy import models as tenancy_models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -34,9 +34,14 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
                     command.upgrade(config, revision)
 
                 await conn.run_sync(run)
+                # Data that follows the code: preset roles get permissions a release added.
+                from app.domain.iam.service import sync_preset_roles
+
+                await sync_preset_roles(conn)
                 await conn.commit()
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
                 await conn.commit()
     finally:
         await engine.dispose()
+

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     graphql_max_tokens: int = 2000
     graphql_max_aliases: int = 30
 
+    # Personal data encryption (phone, ID number): "kid:base64key,kid2:base64key" (32-byte AES keys);
+    # the first encrypts, all decrypt, so keys rotate by prepending a new one. Generated under
+    # data_dir when absent (development only), like the JWT key.
+    field_encryption_keys: str | None = None
+    # HMAC key for blind indexes (exact lookup of encrypted values); never rotated casually.
+    blind_index_key: str | None = None
+
+    # Member import: the largest file accepted, and the most rows.
+    import_max_bytes: int = 10 * 1024 * 1024
+    import_max_rows: int = 20_000
+
     @property
     def embedded_database(self) -> bool:
         return not self.database_url

@@ -21,7 +21,8 @@ PERMISSIONS: dict[str, str] = {
     "members:read": "See member profiles",
     "members:write": "Create and change member profiles",
     "members.contact:read": "See unmasked phone numbers and ID numbers",
-    "members.health:read": "See health fields (allergies, history, constitution)",
+    "members.health:read": "See health fields (allergies, history, constitution) of members in your care",
+    "members.health:all": "See health fields of every member, not only those in your care",
     "members.health:write": "Change health fields",
     "members:export": "Export member data",
     "members:erase": "Erase (anonymise) a member",
@@ -63,7 +64,7 @@ PRESET_ROLES: dict[str, tuple[str, set[str]]] = {
     "store_manager": (
         "Store manager: runs assigned stores",
         _ALL
-        - {"stores:all", "stores:write", "roles:write", "api_clients:write", "members:erase"}
+        - {"stores:all", "stores:write", "roles:write", "api_clients:write", "members:erase", "members:merge"}
         - {"audit:read", "outbox:write"},
     ),
     "doctor": (

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 from sqlalchemy import delete, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,6 +50,21 @@ async def install_preset_roles(session: AsyncSession, tenant_id: UUID) -> None:
                  permissions=sorted(permissions), preset=True)
         )
     await session.flush()
+
+
+async def sync_preset_roles(conn: AsyncConnection) -> int:
+    """Bring every tenant's preset roles to the current catalogue (a release may add permissions).
+
+    Runs as the schema owner right after migrations; returns how many roles changed.
+    """
+    changed = 0
+    for name, (description, permissions) in PRESET_ROLES.items():
+        result = await conn.execute(
+            update(Role).where(Role.preset, Role.name == name, Role.permissions != sorted(permissions))
+            .values(permissions=sorted(permissions), description=description)
+        )
+        changed += result.rowcount
+    return changed
 
 
 def _check_permissions(actor: Actor, permissions: list[str]) -> list[str]:

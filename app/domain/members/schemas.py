@@ -1,0 +1,282 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Gender = Literal["female", "male", "other"]
+TagName = str
+MAX_TAGS = 50
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _check_birthday(value: date | None) -> date | None:
+    if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+        raise ValueError("birthday must be between 1900-01-01 and today")
+    return value
+
+
+def _check_tags(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    cleaned = []
+    for tag in value:
+        tag = tag.strip()
+        if not tag or len(tag) > 30:
+            raise ValueError("each tag must be 1–30 characters")
+        if tag not in cleaned:
+            cleaned.append(tag)
+    return cleaned
+
+
+class HealthFields(Strict):
+    allergy_history: str | None = Field(None, max_length=2000, description="过敏史")
+    past_history: str | None = Field(None, max_length=4000, description="既往史")
+    family_history: str | None = Field(None, max_length=2000, description="家族史")
+    constitution: list[str] | None = Field(None, max_length=9, description="TCM constitution (体质), e.g. 气虚, 痰湿")
+    health_summary: str | None = Field(None, max_length=4000)
+
+
+class MemberBase(Strict):
+    gender: Gender | None = None
+    birthday: date | None = None
+    id_number: str | None = Field(None, max_length=30, description="Resident ID (18 characters, checked)")
+    address: str | None = Field(None, max_length=300)
+    source_channel: str | None = Field(None, max_length=50, description="e.g. 美团, 抖音, 老带新, walk_in")
+    referrer_id: UUID | None = None
+    owner_staff_id: UUID | None = Field(None, description="The consultant or therapist who owns the relationship")
+    home_store_id: UUID | None = None
+    notes: str | None = Field(None, max_length=2000)
+    custom_fields: dict[str, Any] | None = Field(None, max_length=200)
+    health: HealthFields | None = None
+
+    _birthday = field_validator("birthday")(_check_birthday)
+
+
+class MemberCreate(MemberBase):
+    name: str = Field(min_length=1, max_length=50)
+    phone: str = Field(min_length=5, max_length=30)
+    tags: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
+
+    _tags = field_validator("tags")(_check_tags)
+
+
+class MemberUpdate(MemberBase):
+    name: str | None = Field(None, min_length=1, max_length=50)
+    phone: str | None = Field(None, min_length=5, max_length=30)
+    tags: list[TagName] | None = Field(None, max_length=MAX_TAGS, description="Replaces the member's manual tags")
+
+    _tags = field_validator("tags")(_check_tags)
+
+
+class HealthOut(BaseModel):
+    allergy_history: str | None
+    past_history: str | None
+    family_history: str | None
+    constitution: list[str]
+    health_summary: str | None
+
+
+class FamilyRef(BaseModel):
+    group_id: UUID
+    role: str | None
+    relation: str | None
+
+
+class MemberOut(BaseModel):
+    id: UUID
+    name: str
+    phone: str | None = Field(description="Masked (138****5678) without members.contact:read")
+    phone_masked: bool
+    gender: str | None
+    birthday: date | None
+    id_number: str | None
+    address: str | None
+    source_channel: str | None
+    referrer_id: UUID | None
+    owner_staff_id: UUID | None
+    home_store_id: UUID | None
+    notes: str | None
+    tags: list[str]
+    custom_fields: dict[str, Any]
+    family: FamilyRef | None
+    health: HealthOut | None = Field(description="null when the caller may not see health data")
+    health_visible: bool
+    status: str
+    merged_into_id: UUID | None
+    last_visit_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class MemberSummary(BaseModel):
+    id: UUID
+    name: str
+    phone: str | None
+    gender: str | None
+    birthday: date | None
+    tags: list[str]
+    home_store_id: UUID | None
+    owner_staff_id: UUID | None
+    last_visit_at: datetime | None
+    status: str
+
+
+class TagChange(Strict):
+    add: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
+    remove: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
+
+    _add = field_validator("add")(_check_tags)
+    _remove = field_validator("remove")(_check_tags)
+
+
+class TagGroupCreate(Strict):
+    name: str = Field(min_length=1, max_length=30)
+    exclusive: bool = False
+    position: int = Field(0, ge=0, le=10_000)
+
+
+class TagGroupOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    name: str
+    exclusive: bool
+    position: int
+
+
+class TagCreate(Strict):
+    name: str = Field(min_length=1, max_length=30)
+    group_id: UUID | None = None
+    color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+
+
+class TagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    name: str
+    group_id: UUID | None
+    color: str | None
+    member_count: int | None = None
+
+
+class SynonymCreate(Strict):
+    synonym: str = Field(min_length=1, max_length=30)
+    tag_name: str = Field(min_length=1, max_length=30)
+
+
+class SynonymOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    synonym: str
+    tag_name: str
+
+
+FieldType = Literal["text", "number", "date", "single_select", "multi_select", "scale", "boolean"]
+
+
+class FieldOption(Strict):
+    value: str = Field(min_length=1, max_length=50)
+    label: str | None = Field(None, max_length=50)
+    retired: bool = False
+
+
+class FieldDefinitionCreate(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Stable key in custom_fields")
+    label: str = Field(min_length=1, max_length=50)
+    type: FieldType
+    required: bool = False
+    options: list[FieldOption] = Field(default_factory=list, max_length=200)
+    min_value: float | None = Field(None, allow_inf_nan=False)
+    max_value: float | None = Field(None, allow_inf_nan=False)
+    max_length: int | None = Field(None, ge=1, le=2000)
+    position: int = Field(0, ge=0, le=10_000)
+    health: bool = Field(False, description="Health-sensitive: visible only with health access")
+    help_text: str | None = Field(None, max_length=200)
+
+
+class FieldDefinitionUpdate(Strict):
+    label: str | None = Field(None, min_length=1, max_length=50)
+    required: bool | None = None
+    options: list[FieldOption] | None = Field(None, max_length=200, description="Options may be added or "
+                                              "retired; an existing option cannot be removed")
+    min_value: float | None = Field(None, allow_inf_nan=False)
+    max_value: float | None = Field(None, allow_inf_nan=False)
+    max_length: int | None = Field(None, ge=1, le=2000)
+    position: int | None = Field(None, ge=0, le=10_000)
+    active: bool | None = None
+    help_text: str | None = Field(None, max_length=200)
+
+
+class FieldDefinitionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    key: str
+    label: str
+    type: str
+    required: bool
+    options: list[dict[str, Any]]
+    min_value: float | None
+    max_value: float | None
+    max_length: int | None
+    position: int
+    health: bool
+    active: bool
+    help_text: str | None
+
+
+class FamilyCreate(Strict):
+    name: str = Field(min_length=1, max_length=50)
+    head_member_id: UUID
+
+
+class FamilyMemberAdd(Strict):
+    member_id: UUID
+    relation: str = Field(min_length=1, max_length=20, description="e.g. spouse, child, parent")
+
+
+class FamilyOut(BaseModel):
+    id: UUID
+    name: str
+    head_member_id: UUID
+    members: list[dict[str, Any]]
+
+
+class NoteCreate(Strict):
+    body: str = Field(min_length=1, max_length=4000)
+
+
+class NoteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    member_id: UUID
+    author_type: str
+    author_id: UUID | None
+    body: str
+    created_at: datetime | None
+
+
+class TimelineItem(BaseModel):
+    type: str = Field(description="appointment, service_record, order, card_change, message, note, member …")
+    occurred_at: datetime
+    id: str
+    title: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineItem]
+    next_cursor: str | None
+
+
+class EraseRequest(Strict):
+    reason: str = Field(min_length=2, max_length=500)
+
+
+class MergeRequest(Strict):
+    duplicate_id: UUID = Field(description="The member folded into the survivor (the path's member)")
+    reason: str | None = Field(None, max_length=500)
