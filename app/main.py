@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes,
+                       overrides={f"{API_PREFIX}/member-imports": settings.import_max_bytes})
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)

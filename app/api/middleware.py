@@ -52,19 +52,30 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 before they are buffered."""
+    """Refuse bodies over the limit with 413 before they are buffered.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `overrides` raises the limit for paths that take files (member imports), by path prefix.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.overrides.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        problem = PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes").problem(scope["path"])
+        max_bytes = self.limit_for(scope["path"])
+        problem = PayloadTooLarge(f"the request body is larger than {max_bytes} bytes").problem(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             await _send_problem(send, problem)
             return
         received = 0
@@ -75,8 +86,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes")
+                if received > max_bytes:
+                    raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
