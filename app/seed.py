@@ -12,6 +12,19 @@ from app.core.db import session_scope
 from app.domain.iam import service as iam
 from app.domain.iam.models import Staff
 from app.domain.iam.schemas import StaffCreate
+from app.domain.members import service as members
+from app.domain.members.schemas import (
+    FamilyCreate,
+    FamilyMemberAdd,
+    FieldDefinitionCreate,
+    FieldOption,
+    HealthFields,
+    MemberCreate,
+    NoteCreate,
+    SynonymCreate,
+    TagCreate,
+    TagGroupCreate,
+)
 from app.domain.tenancy import service as tenancy
 from app.domain.tenancy.models import Store, Tenant
 from app.domain.tenancy.schemas import StoreCreate
@@ -36,6 +49,77 @@ DEMO_STAFF = [
     ("marketing", "周敏", ["marketing"], []),
     ("finance", "吴静", ["finance"], []),
 ]
+
+
+DEMO_TAG_GROUPS = {
+    "病种": (False, ["颈椎病", "腰椎间盘突出", "肩周炎", "失眠", "痛经", "慢性胃炎"]),
+    "会员等级": (True, ["普通会员", "银卡会员", "金卡会员"]),
+    "偏好": (False, ["喜欢安静", "怕痛", "周末到店", "需要发票"]),
+}
+DEMO_SYNONYMS = {"肩颈痛": "颈椎病", "脖子疼": "颈椎病", "落枕": "颈椎病", "腰疼": "腰椎间盘突出", "睡不着": "失眠"}
+DEMO_FIELDS = [
+    FieldDefinitionCreate(key="tongue", label="舌象", type="multi_select", health=True, position=1,
+                          options=[FieldOption(value=v) for v in ("淡红", "齿痕", "厚腻", "剥落", "紫暗")]),
+    FieldDefinitionCreate(key="pain_score", label="疼痛评分", type="scale", min_value=0, max_value=10, health=True,
+                          position=2),
+    FieldDefinitionCreate(key="occupation", label="职业", type="text", max_length=40, position=3),
+    FieldDefinitionCreate(key="first_visit", label="首诊日期", type="date", position=4),
+    FieldDefinitionCreate(key="smoker", label="是否吸烟", type="boolean", position=5),
+    FieldDefinitionCreate(key="preferred_time", label="偏好到店时段", type="single_select", position=6,
+                          options=[FieldOption(value=v) for v in ("上午", "下午", "晚上", "周末")]),
+]
+# name, phone, gender, birthday, tags, constitution, custom fields, home store index, owner username
+DEMO_MEMBERS = [
+    ("张伟", "13816620001", "male", "1978-04-12", ["颈椎病", "金卡会员"], ["气虚质"],
+     {"tongue": ["齿痕"], "pain_score": 6, "occupation": "软件工程师", "preferred_time": "晚上"}, 0, "consultant.zhao"),
+    ("王芳", "13916620002", "female", "1985-09-23", ["痛经", "银卡会员", "怕痛"], ["血瘀质"],
+     {"tongue": ["紫暗"], "pain_score": 4, "smoker": False}, 0, "consultant.zhao"),
+    ("李娜", "13716620003", "female", "1990-01-15", ["失眠", "喜欢安静"], ["阴虚质"],
+     {"tongue": ["淡红"], "occupation": "教师", "first_visit": "2026-03-02"}, 0, "therapist.chen"),
+    ("刘洋", "13616620004", "male", "1969-11-30", ["腰椎间盘突出", "普通会员"], ["痰湿质"],
+     {"tongue": ["厚腻"], "pain_score": 7, "smoker": True}, 1, "therapist.huang"),
+    ("陈静", "15016620005", "female", "1995-06-08", ["肩周炎", "周末到店"], ["平和质"],
+     {"preferred_time": "周末"}, 0, None),
+    ("杨帆", "15116620006", "male", "1982-02-19", ["慢性胃炎", "金卡会员", "需要发票"], ["湿热质"],
+     {"tongue": ["厚腻", "齿痕"], "occupation": "销售经理"}, 1, None),
+    ("赵敏", "15216620007", "female", "1973-07-27", ["颈椎病", "银卡会员"], ["气郁质"], {}, 0, "consultant.zhao"),
+    ("黄磊", "15816620008", "male", "1988-12-03", ["腰椎间盘突出"], [], {"pain_score": 5}, 1, None),
+    ("周婷", "18616620009", "female", "1992-03-14", ["失眠", "痛经"], ["阳虚质"], {"tongue": ["淡红", "齿痕"]}, 0,
+     "therapist.liu"),
+    ("吴刚", "18916620010", "male", "1965-05-21", ["肩周炎", "普通会员"], ["平和质"], {"smoker": True}, 0, None),
+    ("徐丽", "13816620011", "female", "1979-08-09", ["颈椎病", "怕痛"], ["气虚质"], {"pain_score": 3}, 0, None),
+    ("孙浩", "13916620012", "male", "2001-10-31", ["普通会员"], [], {"occupation": "研究生"}, 1, None),
+    ("马丽娟", "13716620013", "female", "1958-02-02", ["慢性胃炎", "金卡会员"], ["阳虚质"], {}, 0, "consultant.zhao"),
+    ("朱小龙", "13616620014", "male", "2016-06-18", [], [], {}, 0, None),
+]
+
+
+async def _seed_members(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> list[str]:
+    for group_name, (exclusive, tags) in DEMO_TAG_GROUPS.items():
+        group = await members.create_tag_group(session, actor, TagGroupCreate(name=group_name, exclusive=exclusive))
+        for tag in tags:
+            await members.create_tag(session, actor, TagCreate(name=tag, group_id=group.id))
+    for synonym, tag in DEMO_SYNONYMS.items():
+        await members.add_synonym(session, actor, SynonymCreate(synonym=synonym, tag_name=tag))
+    for definition in DEMO_FIELDS:
+        await members.create_field_definition(session, actor, definition)
+    created = []
+    for name, phone, gender, birthday, tags, constitution, custom, store, owner in DEMO_MEMBERS:
+        member = await members.create_member(session, actor, MemberCreate(
+            name=name, phone=phone, gender=gender, birthday=birthday, tags=tags, custom_fields=custom,
+            home_store_id=stores[store].id, owner_staff_id=staff_ids.get(owner),
+            source_channel="老带新" if tags else "美团",
+            health=HealthFields(constitution=constitution, allergy_history="青霉素过敏" if name == "王芳" else None,
+                                past_history="高血压十年，服药控制" if name == "刘洋" else None)))
+        created.append(member)
+    by_name = {m.name: m for m in created}
+    family = await members.create_family(session, actor, FamilyCreate(name="朱家", head_member_id=by_name["吴刚"].id))
+    await members.add_family_member(session, actor, family.id,
+                                    FamilyMemberAdd(member_id=by_name["朱小龙"].id, relation="grandchild"))
+    await members.add_note(session, actor, by_name["张伟"].id,
+                           NoteCreate(body="久坐办公，右侧肩颈僵硬明显，建议每周两次推拿。"))
+    await members.add_note(session, actor, by_name["王芳"].id, NoteCreate(body="对青霉素过敏；艾灸时注意温度。"))
+    return [m.name for m in created]
 
 
 async def create_tenant_with_owner(*, code: str, name: str, owner_username: str, owner_password: str) -> Tenant:
@@ -68,13 +152,17 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
         async with session_scope(tenant.id) as session:
             actor = Actor.system(tenant.id)
             stores: list[Store] = [await tenancy.create_store(session, actor, StoreCreate(**s)) for s in DEMO_STORES]
+            staff_ids: dict[str, Any] = {}
             for username, display_name, roles, store_indexes in DEMO_STAFF:
-                await iam.create_staff(session, actor, StaffCreate(
+                created = await iam.create_staff(session, actor, StaffCreate(
                     username=username, password=DEMO_PASSWORD, display_name=display_name, roles=roles,
                     store_ids=[stores[i].id for i in store_indexes]))
+                staff_ids[username] = created.id
+            member_names = await _seed_members(session, actor, stores, staff_ids)
             owner = (await session.exec(select(Staff).where(Staff.username == "owner"))).one()
             owner.display_name = "王建国"
             session.add(owner)
     finally:
         reset_context(token)
-    return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores]}
+    return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores],
+                      "members": member_names}
