@@ -18,6 +18,7 @@ from app.core.clock import utcnow
 from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.outbox import emit
 from app.core.pagination import PageParams, decode_cursor, paginate
+from app.core.search import prefix_range
 from app.domain.members import custom_fields as fields
 from app.domain.members import policies
 from app.domain.members.hooks import (  # the registration decorators are re-exported for other contexts
@@ -480,10 +481,6 @@ async def update_field_definition(session: AsyncSession, actor: Actor, definitio
 # ---------------------------------------------------------------- search
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def search_members(
     session: AsyncSession,
     actor: Actor,
@@ -506,19 +503,23 @@ async def search_members(
         if phone is not None:
             stmt = stmt.where(Member.phone_index == crypto.blind_index(phone, purpose="phone"))
         elif q.isascii() and q.replace(" ", "").isalpha():
-            key = _escape_like(q.replace(" ", "").lower()) + "%"
-            stmt = stmt.where(or_(Member.pinyin_initials.like(key), Member.pinyin_full.like(key)))
+            key = q.replace(" ", "").lower()
+            stmt = stmt.where(or_(prefix_range(Member.pinyin_initials, key), prefix_range(Member.pinyin_full, key)))
         else:
-            stmt = stmt.where(Member.name.like(_escape_like(q) + "%"))
+            stmt = stmt.where(prefix_range(Member.name, q))
     if tags:
         tag_ids = list((await _tag_ids(session, actor.tenant_id, tags, create=False)).values())
         if len(tag_ids) < (len(set(tags)) if tag_mode == "all" else 1):
             return [], None
-        matching = (select(MemberTag.member_id).where(MemberTag.tenant_id == actor.tenant_id,
-                                                      MemberTag.tag_id.in_(tag_ids)))
-        if tag_mode == "all":
-            matching = matching.group_by(MemberTag.member_id).having(func.count() == len(tag_ids))
-        stmt = stmt.where(Member.id.in_(matching))
+        def has_tag(ids: list[UUID]):
+            return (select(MemberTag.member_id).where(MemberTag.tenant_id == Member.tenant_id,
+                                                      MemberTag.member_id == Member.id,
+                                                      MemberTag.tag_id.in_(ids)).exists())
+
+        # One EXISTS per required tag lets PostgreSQL walk members newest-first and probe the
+        # (tenant, member, tag) key, instead of grouping every link of every tag.
+        for condition in ([has_tag([t]) for t in tag_ids] if tag_mode == "all" else [has_tag(tag_ids)]):
+            stmt = stmt.where(condition)
     if store_id is not None:
         stmt = stmt.where(Member.home_store_id == store_id)
     if owner_staff_id is not None:
