@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import random
 import time
-import uuid
 
 from app.core import crypto
 from app.core.actor import Actor
@@ -60,9 +59,9 @@ async def load(owner, tenant_id, store_ids, count: int) -> list:
 
 
 async def run(count: int) -> list[dict]:
-    from app.seed import create_tenant_with_owner
-    from app.domain.tenancy.schemas import StoreCreate
     from app.domain.tenancy import service as tenancy
+    from app.domain.tenancy.schemas import StoreCreate
+    from app.seed import create_tenant_with_owner
 
     print(f"member search, {count:,} members")
     async with bench_database() as (_url, owner):
