@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy import DateTime, ForeignKeyConstraint, func
 from sqlmodel import Field, SQLModel
 
+from app.core.clock import utcnow
 from app.core.ids import new_id
 
 SQLModel.metadata.naming_convention = {
@@ -28,8 +29,9 @@ TENANT_TABLES: set[str] = set()
 
 
 def created_at_field() -> Any:
+    # Set in Python too, so a freshly flushed row knows its time without a round trip.
     return Field(
-        default=None,
+        default_factory=utcnow,
         sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": func.now(), "nullable": False},
     )
