@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -187,10 +187,21 @@ class ChainReport:
     reason: str | None = None
 
 
+async def _chain_head(session: AsyncSession, tenant_id: UUID) -> AuditHead | None:
+    stmt = select(AuditHead).where(AuditHead.tenant_id == tenant_id).execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def verify_chain(session: AsyncSession, tenant_id: UUID) -> ChainReport:
     """Recompute every hash in order; report the first row that does not match."""
     prev, expected_seq, checked = GENESIS_HASH, 1, 0
+    # Each statement sees its own snapshot, and a row always commits together with its head: so the
+    # head is read first and the rows it covers are chained, while rows that a transaction commits
+    # meanwhile lie beyond this head (they are chained next time) instead of looking like removals.
+    head = await _chain_head(session, tenant_id)
     stmt = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(AuditEntry.seq)
+    if head is not None:
+        stmt = stmt.where(AuditEntry.seq <= head.last_seq)
     result = await session.stream(stmt.execution_options(yield_per=500))
     async for (row,) in result:
         entry = row.model_dump()
@@ -201,7 +212,15 @@ async def verify_chain(session: AsyncSession, tenant_id: UUID) -> ChainReport:
         if entry_hash(prev, entry) != row.hash:
             return ChainReport(False, checked, row.seq, "row content does not match its hash")
         prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
-    head = await session.get(AuditHead, tenant_id)
     if head is not None and (head.last_seq != checked or head.last_hash != prev):
         return ChainReport(False, checked, checked + 1, "rows after the last one were removed")
+    # A row beyond the head must be one a transaction committed with its head since: the newest row is
+    # read before the head is read again, so a legitimate one is always covered by that head.
+    newest = (await session.execute(
+        select(func.max(AuditEntry.seq)).where(AuditEntry.tenant_id == tenant_id))).scalar_one()
+    if newest is not None and newest > checked:
+        now = await _chain_head(session, tenant_id)
+        covered = now.last_seq if now is not None else checked
+        if newest > covered:
+            return ChainReport(False, checked, covered + 1, "rows were added outside the chain")
     return ChainReport(True, checked)

@@ -1,10 +1,13 @@
 """The outbox relay: committed events → arq jobs.
 
 Rows are claimed with `FOR UPDATE SKIP LOCKED` (several relays can run), enqueued under a job id
-derived from the event and its attempt, then marked `enqueued` in the same transaction. A crash
-before that commit leaves the rows pending, and the next pass enqueues them again; arq refuses a
-duplicate job id, and handlers are idempotent, so a repeat costs nothing. Rows `enqueued` long ago
-whose job vanished (a Redis restart) are enqueued again after `STALE_AFTER`.
+derived from the event and the row version being relayed, then marked `enqueued` in the same
+transaction. A crash before that commit leaves the rows pending and unchanged, and the next pass
+enqueues them again under the same job id, which arq refuses as a duplicate; handlers are idempotent,
+so a repeat costs nothing anyway. Every later round (a retry after a failure, a dead letter sent
+again, a stale row) is a new row version and so a new job id: arq also refuses ids whose result it
+still keeps, which would otherwise swallow that round. Rows `enqueued` long ago whose job vanished
+(a Redis restart) are enqueued again after `STALE_AFTER`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ DISPATCH_JOB = "dispatch_event"
 
 _CLAIM = text(
     """
-    SELECT tenant_id, id, attempts FROM outbox
+    SELECT tenant_id, id, attempts, xmin::text AS version FROM outbox
     WHERE (status = 'pending' AND available_at <= :now)
        OR (status = 'enqueued' AND enqueued_at < :stale)
     ORDER BY available_at
@@ -41,8 +44,9 @@ _CLAIM = text(
 )
 
 
-def job_id(event_id: object, attempts: int) -> str:
-    return f"outbox:{event_id}:{attempts}"
+def job_id(event_id: object, attempts: int, version: str) -> str:
+    """One id per relayed row version (`xmin` changes with every update, not with the claim's lock)."""
+    return f"outbox:{event_id}:{attempts}:{version}"
 
 
 async def relay_once(pool: ArqRedis, *, queue_name: str, limit: int | None = None) -> int:
@@ -53,7 +57,7 @@ async def relay_once(pool: ArqRedis, *, queue_name: str, limit: int | None = Non
         rows = (await session.execute(_CLAIM, {"now": now, "stale": now - STALE_AFTER, "limit": limit})).all()
         for row in rows:
             await pool.enqueue_job(DISPATCH_JOB, str(row.tenant_id), str(row.id),
-                                   _job_id=job_id(row.id, row.attempts), _queue_name=queue_name)
+                                   _job_id=job_id(row.id, row.attempts, row.version), _queue_name=queue_name)
         if rows:
             await session.execute(
                 text("UPDATE outbox SET status = 'enqueued', enqueued_at = :now "
@@ -70,6 +74,9 @@ async def run_relay(pool: ArqRedis, database_url: str, *, queue_name: str, stop:
     listener = await _listen(database_url, wake)
     try:
         while not stop.is_set():
+            # Cleared before the pass, not after: a NOTIFY for an event committed after the pass's
+            # SELECT must still wake the next pass rather than wait for the poll interval.
+            wake.clear()
             try:
                 moved = await relay_once(pool, queue_name=queue_name)
             except Exception:  # noqa: BLE001 - keep relaying; the database or Redis may come back
@@ -77,7 +84,6 @@ async def run_relay(pool: ArqRedis, database_url: str, *, queue_name: str, stop:
                 moved = 0
             if moved >= settings.outbox_batch_size:
                 continue  # more waiting
-            wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, stop), timeout=settings.outbox_poll_seconds)
     finally:
