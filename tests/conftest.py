@@ -31,7 +31,7 @@ os.environ["JOB_MAX_ATTEMPTS"] = "3"
 
 from app.core import db  # noqa: E402
 from app.core.embedded import start_postgres, start_redis  # noqa: E402
-from app.core.migrate import upgrade  # noqa: E402
+from app.core.migrate import ensure_app_login, upgrade  # noqa: E402
 from app.core.settings import get_settings  # noqa: E402
 
 
@@ -58,7 +58,8 @@ async def database_url() -> AsyncIterator[str]:
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
     await upgrade(test_url)
-    db.init_engine(test_url, get_settings())
+    # Requests run as a separate non-owner login role, as in production (APP_DATABASE_URL).
+    db.init_engine(test_url, get_settings(), app_url=await ensure_app_login(test_url))
     yield test_url
     await db.dispose_engine()
     conn = await asyncpg.connect(**_asyncpg_kwargs(admin))

@@ -45,3 +45,31 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
     finally:
         await engine.dispose()
 
+
+
+async def ensure_app_login(owner_url: str) -> str:
+    """Create (once) a passwordless LOGIN role in the application role and return a URL for it.
+
+    For the embedded server and local test clusters, which trust local connections; production
+    creates its own login role with a password and sets APP_DATABASE_URL.
+    """
+    from sqlalchemy.engine import make_url
+
+    from app.core.settings import get_settings
+
+    role = get_settings().db_app_role
+    login = f"{role}_login"
+    engine = create_async_engine(async_url(owner_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                f"""
+                DO $$ BEGIN
+                  CREATE ROLE {login} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                END $$;
+                """))
+            await conn.execute(text(f"GRANT {role} TO {login}"))
+    finally:
+        await engine.dispose()
+    return make_url(async_url(owner_url)).set(username=login, password=None).render_as_string(hide_password=False)

@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     # transactions drop to the non-owner role `db_app_role`, which row-level security applies to.
     database_url: str | None = None
     db_app_role: str = "careloop_app"
+    # Production: request and job transactions connect as this non-owner LOGIN role (a member of
+    # db_app_role), so no statement can leave row-level security. Unset: the owner connection switches
+    # role per transaction (development). Embedded mode creates and uses such a role by itself.
+    app_database_url: str | None = None
     db_pool_size: int = 10
     db_max_overflow: int = 20
     redis_url: str | None = None

@@ -112,21 +112,21 @@ async def test_request_transactions_run_as_a_role_rls_applies_to(two_tenants):
     a, _ = two_tenants
     role = get_settings().db_app_role
     async with session_scope(UUID(a.tenant_id)) as session:
-        who = (await session.execute(text("SELECT current_user AS u, rolsuper, rolbypassrls FROM pg_roles "
-                                          "WHERE rolname = current_user"))).one()
+        who = (await session.execute(text(
+            "SELECT current_user AS u, session_user AS login, rolsuper, rolbypassrls, "
+            "pg_has_role(current_user, :role, 'USAGE') AS in_app_role FROM pg_roles WHERE rolname = current_user"),
+            {"role": role})).one()
         owners = (await session.execute(text(
             "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace "
             "WHERE n.nspname = 'public' AND relkind = 'r'"))).scalars().all()
-    assert who.u == role
+    # The connection itself logs in as a non-owner member of the application role (APP_DATABASE_URL).
+    assert who.login == who.u and who.in_app_role
     assert not who.rolsuper and not who.rolbypassrls
-    assert role not in owners
+    assert who.u not in owners and role not in owners
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the app connects as the schema owner and drops to the app role with SET LOCAL ROLE, so RESET ROLE "
-    "returns to the owner, which bypasses RLS; closing this needs a LOGIN app role (a migration and a "
-    "second database URL), see the report"))
 async def test_reset_role_does_not_reveal_other_tenants(two_tenants):
+    # RESET ROLE returns to the session's login role, which is just as bound by the policies.
     a, b = two_tenants
     try:
         async with session_scope(UUID(a.tenant_id)) as session:
