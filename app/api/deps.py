@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.routing import authenticate
@@ -31,19 +32,23 @@ def client_ip(request: Request) -> str | None:
 
 
 async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
+    claims = authenticate(request)
+    if claims is None:
+        raise Unauthorized(request.state.token_error or "sign in first: send 'Authorization: Bearer <token>'",
+                           code="invalid_token" if request.state.token_error else "not_authenticated")
+    # The audience decides before anything is loaded: a token meant for another kind of caller is
+    # refused as such, whether or not its subject exists.
+    if claims["aud"] not in audiences:
+        raise Unauthorized(f"a {claims['aud']} token is not accepted here", code="wrong_audience")
     cached: Actor | None = getattr(request.state, "actor", None)
     if cached is None:
-        claims = authenticate(request)
-        if claims is None:
-            raise Unauthorized(request.state.token_error or "sign in first: send 'Authorization: Bearer <token>'",
-                               code="invalid_token" if request.state.token_error else "not_authenticated")
         session: AsyncSession = request.state.db
         tenant_id, subject = UUID(claims["tid"]), UUID(claims["sub"])
         if claims["aud"] == "staff":
             sid = claims.get("sid")
             try:
                 revoked = bool(sid) and await iam.is_session_revoked(request.app.state.redis, sid)
-            except OSError as exc:  # fail closed when revocations cannot be checked
+            except (OSError, RedisError) as exc:  # fail closed when revocations cannot be checked
                 raise ServiceUnavailable("cannot check token revocation right now") from exc
             if revoked:
                 raise Unauthorized("this sign-in was ended; sign in again", code="token_revoked")
@@ -57,8 +62,6 @@ async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
         ctx = current_context()
         set_context(RequestContext(request_id=ctx.request_id, ip=ctx.ip,
                                    actor_type=cached.kind, actor_id=str(cached.id)))
-    if cached.kind not in audiences:
-        raise Unauthorized(f"a {cached.kind} token is not accepted here", code="wrong_audience")
     return cached
 
 

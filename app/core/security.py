@@ -15,6 +15,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -145,4 +146,9 @@ def decode_token(token: str, *, audiences: tuple[str, ...] = AUDIENCES) -> dict[
         raise TokenError(f"token audience {claims.get('aud')!r} is not accepted here")
     if not claims.get("sub") or not claims.get("tid"):
         raise TokenError("token lacks subject or tenant")
+    # Subjects and tenants are ids; anything else would fail later as a 500, not as a bad token.
+    try:
+        UUID(str(claims["sub"])), UUID(str(claims["tid"]))
+    except ValueError as exc:
+        raise TokenError("token subject or tenant is not an id") from exc
     return claims

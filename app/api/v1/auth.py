@@ -5,13 +5,15 @@ from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import client_ip, current_actor, get_db, get_redis, require
+from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.errors import BadRequest
 from app.domain.iam import service as iam
 from app.domain.iam.schemas import LogoutRequest, MeOut, RefreshRequest, TokenRequest, TokenResponse
 
-router = APIRouter(tags=["auth"], route_class=TransactionalRoute)
+router = APIRouter(tags=["auth"], route_class=TransactionalRoute,
+                   responses=PROBLEM_RESPONSES)
 
 
 @router.post("/auth/token", response_model=TokenResponse, operation_id="auth_token",

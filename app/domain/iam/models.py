@@ -29,6 +29,8 @@ class Staff(TenantRow, table=True):
     active: bool = True
     # WeCom member id, for OAuth login and messages to staff.
     wecom_userid: str | None = Field(default=None, sa_type=Text)
+    # Grade for commission rules (e.g. junior, senior, expert): services may pay each level differently.
+    level: str | None = Field(default=None, sa_type=Text)
 
 
 class StaffRole(SQLModel, table=True):

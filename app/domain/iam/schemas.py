@@ -5,14 +5,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.schemas import Strict
 from app.domain.tenancy.schemas import TENANT_CODE_PATTERN
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
 ROLE_NAME_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class TokenRequest(Strict):

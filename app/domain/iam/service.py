@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from uuid import UUID
 
@@ -210,13 +211,18 @@ async def list_staff(session: AsyncSession, actor: Actor, params: PageParams, st
     return [await _staff_out(session, s) for s in rows], cursor
 
 
-async def update_staff(session: AsyncSession, actor: Actor, staff_id: UUID, data: StaffUpdate) -> StaffOut:
+async def update_staff(
+    session: AsyncSession, redis: Redis, actor: Actor, staff_id: UUID, data: StaffUpdate
+) -> StaffOut:
     actor.require("staff:write")
     staff = await _visible_staff(session, actor, staff_id)
     before = await _staff_out(session, staff)
     # A store-scoped manager may only manage staff who work solely in their own stores.
     if actor.store_ids is not None and (not before.store_ids or not set(before.store_ids) <= actor.store_ids):
         raise Forbidden("this staff member works outside your stores", code="store_forbidden")
+    # Whoever can reset an account's password or end its sign-ins holds its permissions in effect:
+    # only manage staff whose current roles you could have granted yourself.
+    await _roles_by_name(session, actor, before.roles)
     if data.display_name is not None:
         staff.display_name = data.display_name
     if data.active is not None:
@@ -228,7 +234,7 @@ async def update_staff(session: AsyncSession, actor: Actor, staff_id: UUID, data
     session.add(staff)
     await _set_staff_roles_and_stores(session, actor, staff, data.roles, data.store_ids)
     if data.active is False or data.password is not None:
-        await _revoke_subject_tokens(session, staff.tenant_id, staff.id)
+        await _revoke_subject_tokens(session, redis, staff.tenant_id, staff.id)
     after = await _staff_out(session, staff)
     audit.record(session, "staff.update", "staff", staff.id,
                  before=before.model_dump(exclude={"created_at"}),
@@ -290,6 +296,10 @@ async def load_integration_actor(session: AsyncSession, tenant_id: UUID, client_
 
 async def load_patient_actor(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> Actor:
     """A patient from the mini-program: no staff permissions; services check they act on themselves."""
+    status = (await session.execute(text("SELECT status FROM members WHERE tenant_id = :t AND id = :m"),
+                                    {"t": tenant_id, "m": member_id})).scalar_one_or_none()
+    if status != "active":
+        raise Unauthorized("this member account is closed or no longer exists", code="account_disabled")
     return Actor(tenant_id=tenant_id, kind="patient", id=member_id, permissions=frozenset(),
                  store_ids=None, roles=("patient",))
 
@@ -297,33 +307,55 @@ async def load_patient_actor(session: AsyncSession, tenant_id: UUID, member_id: 
 # ---------------------------------------------------------------- sign-in and tokens
 
 
-async def _check_lockout(redis: Redis, tenant_code: str, username: str, ip: str | None) -> None:
+# Counts an attempt on each key, starting a window on keys that have none; one atomic step.
+# (Not EXPIRE ... NX: the embedded Redis is 6.2, which lacks it.)
+_COUNT_ATTEMPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('incr', key)
+  if redis.call('ttl', key) < 0 then redis.call('expire', key, ARGV[1]) end
+end
+return counts
+"""
+# Gives back one counted attempt without re-creating a key whose window has already ended.
+_GIVE_BACK = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end return 0"
+
+
+async def _claim_attempt(redis: Redis, tenant_code: str, username: str, ip: str | None) -> list[str]:
+    """Count a sign-in attempt before its password is checked, or refuse it when locked out.
+
+    Counting first (an atomic INCR per key) is what makes the limit hold under parallel guesses:
+    checking the count and adding failures afterwards would let every request in flight through.
+    The first key is the account's, the second the client address's.
+    """
     settings = get_settings()
     keys = [rkey("login_fail", tenant_code, username.lower())]
+    limits = [settings.login_max_failures]
     if ip:
         keys.append(rkey("login_fail_ip", ip))
-    limits = [settings.login_max_failures, settings.login_max_failures * 4]
-    counts = await redis.mget(keys)
-    for key, count, limit in zip(keys, counts, limits, strict=False):
-        if count is not None and int(count) >= limit:
+        limits.append(settings.login_max_failures * 4)
+    counts = await redis.eval(_COUNT_ATTEMPT, len(keys), *keys, settings.login_failure_window_seconds)
+    for key, count, limit in zip(keys, counts, limits, strict=True):
+        if int(count) > limit:
             ttl = await redis.ttl(key)
+            await _give_back(redis, keys)  # a refused attempt checked no password
             raise TooManyRequests(
                 "too many failed sign-in attempts; try again later",
                 code="login_locked",
                 retry_after=max(int(ttl), 1),
             )
+    return keys
 
 
-async def _count_failure(redis: Redis, tenant_code: str, username: str, ip: str | None) -> None:
-    window = get_settings().login_failure_window_seconds
-    keys = [rkey("login_fail", tenant_code, username.lower())]
-    if ip:
-        keys.append(rkey("login_fail_ip", ip))
-    async with redis.pipeline(transaction=True) as pipe:
-        for key in keys:
-            pipe.incr(key)
-            pipe.expire(key, window, nx=True)
-        await pipe.execute()
+async def _give_back(redis: Redis, keys: list[str]) -> None:
+    for key in keys:
+        await redis.eval(_GIVE_BACK, 1, key)
+
+
+async def _attempt_succeeded(redis: Redis, keys: list[str]) -> None:
+    """A right secret clears the account's failures and does not count against the address."""
+    await redis.delete(keys[0])
+    await _give_back(redis, keys[1:])
 
 
 async def _issue_staff_tokens(session: AsyncSession, tenant_id: UUID, staff_id: UUID, family_id: UUID) -> TokenResponse:
@@ -341,17 +373,18 @@ async def _issue_staff_tokens(session: AsyncSession, tenant_id: UUID, staff_id: 
 async def login(
     session: AsyncSession, redis: Redis, *, tenant_code: str, username: str, password: str, ip: str | None
 ) -> TokenResponse:
-    await _check_lockout(redis, tenant_code, username, ip)
+    attempt = await _claim_attempt(redis, tenant_code, username, ip)
     tenant = await tenancy.get_tenant_by_code(session, tenant_code)
     staff = None
     if tenant is not None and tenant.active:
         await set_tenant(session, tenant.id)
         stmt = select(Staff).where(Staff.tenant_id == tenant.id, Staff.username == username)
         staff = (await session.exec(stmt)).first()
-    if not verify_password(staff.password_hash if staff else None, password) or not staff or not staff.active:
-        await _count_failure(redis, tenant_code, username, ip)
+    # argon2 is deliberately slow: verify off the event loop so other requests keep flowing.
+    valid = await asyncio.to_thread(verify_password, staff.password_hash if staff else None, password)
+    if not valid or not staff or not staff.active:
         raise Unauthorized("wrong tenant, username or password", code="invalid_credentials")
-    await redis.delete(rkey("login_fail", tenant_code, username.lower()))
+    await _attempt_succeeded(redis, attempt)
     tokens = await _issue_staff_tokens(session, tenant.id, staff.id, new_id())
     audit.record(session, "auth.login", "staff", staff.id)
     return tokens
@@ -378,7 +411,15 @@ async def revoke_family(tenant_id: UUID, family_id: UUID, redis: Redis, reason: 
             .values(revoked_at=utcnow())
         )
         audit.record(session, "auth.revoke", "session", family_id, reason=reason)
-    await redis.set(rkey("revoked_sid", family_id), "1", ex=get_settings().access_token_ttl_seconds + 60)
+    await _revoke_access_tokens(redis, [family_id])
+
+
+async def _revoke_access_tokens(redis: Redis, family_ids: list[UUID]) -> None:
+    """Access tokens are checked against these marks until the last one issued has expired."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for family_id in family_ids:
+            pipe.set(rkey("revoked_sid", family_id), "1", ex=get_settings().access_token_ttl_seconds + 60)
+        await pipe.execute()
 
 
 async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> TokenResponse:
@@ -386,6 +427,7 @@ async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> To
     await set_tenant(session, tenant_id)
     token_hash = hash_token(refresh_token)
     # Spend the token atomically: of two concurrent uses only one finds it unspent.
+    savepoint = await session.begin_nested()
     spent = (await session.execute(
         update(RefreshToken)
         .where(RefreshToken.tenant_id == tenant_id, RefreshToken.token_hash == token_hash,
@@ -395,14 +437,23 @@ async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> To
                    RefreshToken.expires_at)
     )).first()
     if spent is None:
-        known = (await session.exec(select(RefreshToken.family_id).where(
+        # Losing a race, PostgreSQL re-checks the winner's row under a row lock and keeps that lock
+        # even though nothing was updated. Release it before revoke_family's own transaction updates
+        # the same row, or each transaction would wait for the other forever.
+        await savepoint.rollback()
+        known = (await session.exec(select(RefreshToken.family_id, RefreshToken.used_at).where(
             RefreshToken.tenant_id == tenant_id, RefreshToken.token_hash == token_hash))).first()
         if known is None:
             raise Unauthorized("refresh token is not valid", code="invalid_refresh_token")
+        if known.used_at is None:
+            # Revoked before it was ever used (logout, password change): a client retrying its stored
+            # token after that is no sign of theft, and there is nothing left to end.
+            raise Unauthorized("this sign-in was ended; sign in again", code="refresh_token_revoked")
         # A spent token presented again means it was copied: end that whole sign-in.
-        await revoke_family(tenant_id, known, redis, "refresh token reuse")
+        await revoke_family(tenant_id, known.family_id, redis, "refresh token reuse")
         raise Unauthorized("refresh token was already used; this sign-in has been revoked",
                            code="refresh_token_reused")
+    await savepoint.commit()
     if spent.expires_at <= utcnow():
         raise Unauthorized("refresh token expired", code="refresh_token_expired")
     if spent.subject_type != "staff":
@@ -420,13 +471,21 @@ async def is_session_revoked(redis: Redis, session_id: str) -> bool:
     return bool(await redis.exists(rkey("revoked_sid", session_id)))
 
 
-async def _revoke_subject_tokens(session: AsyncSession, tenant_id: UUID, subject_id: UUID) -> None:
-    await session.execute(
+async def _revoke_subject_tokens(session: AsyncSession, redis: Redis, tenant_id: UUID, subject_id: UUID) -> None:
+    """End every sign-in of a staff member: a changed password must lock out whoever knew the old one.
+
+    The Redis marks are set before this transaction commits; if it then rolls back, the sign-ins
+    were ended for nothing, which is the safe way round.
+    """
+    families = (await session.execute(
         update(RefreshToken)
         .where(RefreshToken.tenant_id == tenant_id, RefreshToken.subject_id == subject_id,
                RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
+        .returning(RefreshToken.family_id)
+    )).scalars().all()
+    if families:
+        await _revoke_access_tokens(redis, sorted(set(families), key=str))
 
 
 # ---------------------------------------------------------------- integration clients
@@ -478,16 +537,17 @@ async def client_credentials(
     session: AsyncSession, redis: Redis, *, client_id: str, client_secret: str, scope: str | None, ip: str | None
 ) -> TokenResponse:
     tenant_code = client_id.split(".", 1)[0]
-    await _check_lockout(redis, tenant_code, client_id, ip)
+    attempt = await _claim_attempt(redis, tenant_code, client_id, ip)
     tenant = await tenancy.get_tenant_by_code(session, tenant_code)
     client = None
     if tenant is not None and tenant.active:
         await set_tenant(session, tenant.id)
         client = (await session.exec(select(ApiClient).where(ApiClient.tenant_id == tenant.id,
                                                              ApiClient.client_id == client_id))).first()
-    if not verify_password(client.secret_hash if client else None, client_secret) or not client or not client.active:
-        await _count_failure(redis, tenant_code, client_id, ip)
+    valid = await asyncio.to_thread(verify_password, client.secret_hash if client else None, client_secret)
+    if not valid or not client or not client.active:
         raise Unauthorized("unknown client or wrong secret", code="invalid_client")
+    await _attempt_succeeded(redis, attempt)
     granted = client.scopes
     if scope:
         requested = scope.split()
