@@ -107,23 +107,41 @@ def cmd_verify_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
+    from app.core.embedded import stop_embedded
     from app.core.migrate import upgrade
     from app.main import create_app
 
     settings = get_settings()
-    database_url, redis_url = _urls()
-    if not args.no_migrate:
-        asyncio.run(upgrade(database_url))
-    if args.seed_demo:
-        from app.seed import seed_demo
+    host, port = args.host or settings.host, args.port or settings.port
+    stopping = False
 
-        result = asyncio.run(_with_database(database_url, lambda: seed_demo(if_missing=True)))
-        _print_welcome(result, args.host or settings.host, args.port or settings.port)
-    app = create_app(settings, database_url=database_url, redis_url=redis_url)
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
-                log_config=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    def on_stop_signal(signum: int, frame) -> None:
+        # While serving, uvicorn handles SIGTERM/SIGINT itself (graceful shutdown) and re-raises the
+        # signal once done; outside that (and on the re-raise) leave through `finally`, so the embedded
+        # PostgreSQL/Redis are stopped: a process killed by a signal's default action skips atexit.
+        if not stopping:
+            raise SystemExit(0)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, on_stop_signal)
+    try:
+        database_url, redis_url = _urls()
+        if not args.no_migrate:
+            asyncio.run(upgrade(database_url))
+        if args.seed_demo:
+            from app.seed import seed_demo
+
+            result = asyncio.run(_with_database(database_url, lambda: seed_demo(if_missing=True)))
+            _print_welcome(result, host, port)
+        app = create_app(settings, database_url=database_url, redis_url=redis_url)
+        uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    finally:
+        stopping = True  # a second signal must not cut the servers' shutdown short
+        stop_embedded()
     return 0
 
 

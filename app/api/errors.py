@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import PROBLEM_BASE, AppError
@@ -19,6 +20,70 @@ PROBLEM_JSON = "application/problem+json"
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 422: "unprocessable", 429: "too_many_requests"}
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+
+
+class ProblemFieldError(BaseModel):
+    field: str = Field(description="The offending input as a dotted path, e.g. `name` or `lines.0.quantity`")
+    message: str
+    type: str | None = Field(None, description="Machine-readable reason, e.g. `missing`, `string_too_long`")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: the body of every error answer (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="URI of the problem type; ends with `code`")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong, for a human")
+    code: str = Field(description="Stable machine-readable code, e.g. `validation_error`, `not_found`, `conflict`")
+    instance: str | None = Field(None, description="The request path")
+    errors: list[ProblemFieldError] | None = Field(None, description="`validation_error` only: each bad field")
+
+
+def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"description": text, "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}}
+            for status, text in descriptions.items()}
+
+
+# The error answers every /api/v1 router documents (`APIRouter(responses=PROBLEM_RESPONSES)`).
+PROBLEM_RESPONSES = problem_responses({
+    400: "Malformed request: the body is not JSON (`malformed_json`), an unknown cursor (`invalid_cursor`), …",
+    401: "Not signed in, or the token is invalid, expired or revoked",
+    403: "Signed in, but without the permission or store access this needs",
+    404: "No such resource in this tenant",
+    409: "Conflicts with existing data or the resource's current state",
+    413: "The request body is over the size limit (`payload_too_large`)",
+    422: "Invalid input (`validation_error`); `errors[]` names each offending field",
+    429: "Too many requests; retry after `Retry-After` seconds",
+})
+
+
+def document_problems(app: FastAPI) -> None:
+    """Add the Problem schema to the app's OpenAPI document, and give every documented 4xx/5xx answer
+    the problem+json body, also where a route declares only a description (`401: {"description": …}`),
+    which replaces the router's entry for that status."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in schemas:
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(problem.pop("$defs", {}))
+            schemas["Problem"] = problem
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[:1] in ("4", "5") and "content" not in response:
+                        response["content"] = {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -44,7 +109,20 @@ def validation_problem(errors: list[dict[str, Any]], instance: str | None = None
                     errors=fields).problem(instance)
 
 
+def _is_bad_value(exc: DBAPIError) -> bool:
+    """A value the database or driver cannot take: SQLSTATE class 22 (data exception: text with NUL,
+    numbers out of range, invalid dates…), or a parameter the driver cannot encode (a ValueError)."""
+    if isinstance(exc, DataError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+        return True
+    return isinstance(getattr(exc.orig, "__cause__", None), ValueError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    document_problems(app)
+
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
         headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
@@ -72,8 +150,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(AppError("the change conflicts with existing data", code="conflict",
                                          status=409, title="Conflict", constraint=constraint).problem(request.url.path))
 
-    @app.exception_handler(DataError)
-    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not _is_bad_value(exc):
+            return await unexpected(request, exc)
+        log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
         return problem_response(AppError("a value is out of range or malformed", code="invalid_value",
                                          status=422, title="Invalid value").problem(request.url.path))
 

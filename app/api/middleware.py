@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids and structured access logs, and the request body size limit."""
+"""ASGI middleware: request ids and structured access logs; the request body size limit and input checks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import validation_problem
+from app.api.input_checks import media_type, nul_errors, reads_whole_body
 from app.core.context import RequestContext, reset_context, set_context
 from app.core.errors import PayloadTooLarge
 from app.core.ids import new_id
@@ -52,9 +54,12 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 before they are buffered.
+    """Refuse bodies over the limit with 413 (declared or counted as they arrive), and input no
+    endpoint can store (NUL characters, see app.api.input_checks) with 422, before the endpoint runs.
 
     `overrides` raises the limit for paths that take files (member imports), by path prefix.
+    JSON and URL-encoded form bodies are read in full first (the endpoint would buffer them anyway);
+    other bodies stream through, counted.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
@@ -73,24 +78,69 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         max_bytes = self.limit_for(scope["path"])
-        problem = PayloadTooLarge(f"the request body is larger than {max_bytes} bytes").problem(scope["path"])
+        too_large = PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-            await _send_problem(send, problem)
+            await _send_problem(send, too_large.problem(scope["path"]))
             return
         received = 0
+        overflowed = False
 
         async def limited_receive() -> Message:
             # A chunked body without Content-Length is counted as it arrives.
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+                    overflowed = True
+                    raise too_large
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def send_unless_overflowed(message: Message) -> None:
+            # The endpoint turns a failed body read into its own error answer; the client gets the 413.
+            if not overflowed:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await _send_problem(send, too_large.problem(scope["path"]))
+
+        media = media_type(scope["headers"])
+        body: bytes | None = None
+        app_receive = limited_receive
+        if reads_whole_body(media):
+            chunks: list[bytes] = []
+            try:
+                while True:
+                    message = await limited_receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away before sending its body
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+            except PayloadTooLarge:
+                await _send_problem(send, too_large.problem(scope["path"]))
+                return
+            body = b"".join(chunks)
+            app_receive = _replay(body, receive)
+        errors = nul_errors(scope, body, media)
+        if errors:
+            await _send_problem(send, validation_problem(errors, scope["path"]))
+            return
+        await self.app(scope, app_receive, send_unless_overflowed)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that hands the endpoint the body already read, then the client's own messages."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _send_problem(send: Send, problem: dict) -> None:

@@ -7,9 +7,9 @@ stable while rows are inserted, and deep pages cost the same as the first.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -51,9 +51,23 @@ def encode_cursor(value: Any) -> str:
 def decode_cursor(cursor: str, convert: Callable[[Any], Any]) -> Any:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return convert(json.loads(raw))
-    except (binascii.Error, ValueError, TypeError, json.JSONDecodeError) as exc:
+        value = convert(json.loads(raw))
+    except Exception as exc:  # a forged cursor can make `convert` raise anything (UUID({}) → AttributeError)
         raise BadRequest("cursor is not one this API issued", code="invalid_cursor") from exc
+    if not _issuable(value):
+        raise BadRequest("cursor is not one this API issued", code="invalid_cursor")
+    return value
+
+
+def _issuable(value: Any) -> bool:
+    """False for what no issued cursor holds and the database would choke on: naive datetimes, huge ints."""
+    if isinstance(value, tuple | list):
+        return all(_issuable(v) for v in value)
+    if isinstance(value, datetime):
+        return value.tzinfo is not None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63
+    return True
 
 
 async def paginate(

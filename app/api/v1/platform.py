@@ -12,12 +12,14 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import get_db, require
+from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core import audit, outbox
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params, paginate
 
-router = APIRouter(tags=["platform"], route_class=TransactionalRoute)
+router = APIRouter(tags=["platform"], route_class=TransactionalRoute,
+                   responses=PROBLEM_RESPONSES)
 
 
 class AuditEntryOut(BaseModel):

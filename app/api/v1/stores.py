@@ -6,13 +6,15 @@ from fastapi import APIRouter, Depends
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import get_db, require
+from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
 from app.domain.tenancy import service
 from app.domain.tenancy.schemas import StoreCreate, StoreOut, StoreUpdate
 
-router = APIRouter(prefix="/stores", tags=["stores"], route_class=TransactionalRoute)
+router = APIRouter(prefix="/stores", tags=["stores"], route_class=TransactionalRoute,
+                   responses=PROBLEM_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=StoreOut, operation_id="create_store")
