@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from typing import Any, Literal
 from uuid import UUID
@@ -7,7 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.api.deps import current_actor, get_db, require
+from app.api.deps import STAFF_AND_INTEGRATION, current_actor, get_db, require
+from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
@@ -36,8 +38,10 @@ from app.domain.members.schemas import (
     TagOut,
     TimelinePage,
 )
+from app.domain.members.service import MemberFilter
 
-router = APIRouter(tags=["members"], route_class=TransactionalRoute)
+router = APIRouter(tags=["members"], route_class=TransactionalRoute,
+                   responses=PROBLEM_RESPONSES)
 PATIENT_TOO = ("staff", "integration", "patient")
 
 
@@ -50,8 +54,7 @@ async def create_member(body: MemberCreate, session: AsyncSession = Depends(get_
     return await service.present(session, actor, await service.create_member(session, actor, body))
 
 
-@router.get("/members", response_model=Page[MemberSummary], operation_id="list_members")
-async def list_members(
+def member_filter(
     q: str | None = Query(None, max_length=50, description="Phone (exact), name prefix, or pinyin (`zs` → 张三)"),
     tag: list[str] | None = Query(None, description="Tag names; repeat for several"),
     tag_mode: Literal["any", "all"] = Query("any"),
@@ -60,14 +63,21 @@ async def list_members(
     last_visit_from: date | None = Query(None),
     last_visit_to: date | None = Query(None),
     status: Literal["active", "merged", "erased"] = Query("active"),
+) -> MemberFilter:
+    """The member search filters, shared by the list and the export."""
+    return MemberFilter(q=q, tags=tag, tag_mode=tag_mode, store_id=store_id, owner_staff_id=owner_staff_id,
+                        last_visit_from=last_visit_from, last_visit_to=last_visit_to, status=status)
+
+
+@router.get("/members", response_model=Page[MemberSummary], operation_id="list_members")
+async def list_members(
+    filters: MemberFilter = Depends(member_filter),
     params: PageParams = Depends(page_params),
     session: AsyncSession = Depends(get_db),
     actor: Actor = require("members:read"),
 ) -> Page[MemberSummary]:
     """Search members, newest first. Phone numbers are masked without members.contact:read."""
-    items, cursor = await service.search_members(
-        session, actor, params, q=q, tags=tag, tag_mode=tag_mode, store_id=store_id, owner_staff_id=owner_staff_id,
-        last_visit_from=last_visit_from, last_visit_to=last_visit_to, status=status)
+    items, cursor = await service.search_members(session, actor, params, **asdict(filters))
     return Page(items=items, next_cursor=cursor)
 
 
@@ -87,7 +97,9 @@ async def get_member(member_id: UUID, session: AsyncSession = Depends(get_db),
 
 @router.patch("/members/{member_id}", response_model=MemberOut, operation_id="update_member")
 async def update_member(member_id: UUID, body: MemberUpdate, session: AsyncSession = Depends(get_db),
-                        actor: Actor = require("members:write")) -> MemberOut:
+                        actor: Actor = current_actor(STAFF_AND_INTEGRATION)) -> MemberOut:
+    # No permission here: the service asks members:write for profile fields and members.health:write
+    # (plus the care relationship) for health fields, so a therapist can record health data only.
     return await service.present(session, actor, await service.update_member(session, actor, member_id, body))
 
 

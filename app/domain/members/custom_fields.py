@@ -9,6 +9,7 @@ change freely; the type of a field never changes.
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 from typing import Any
 
@@ -18,6 +19,8 @@ from app.domain.members.models import CustomFieldDefinition
 FIELD_TYPES = ("text", "number", "date", "single_select", "multi_select", "scale", "boolean")
 SELECT_TYPES = ("single_select", "multi_select")
 MAX_TEXT = 2000
+# Only the calendar form: date.fromisoformat would also take "20240105" and week dates ("2024-W01-5").
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _bad(key: str, message: str) -> Unprocessable:
@@ -26,6 +29,15 @@ def _bad(key: str, message: str) -> Unprocessable:
 
 def _option_values(definition: CustomFieldDefinition, *, include_retired: bool) -> set[str]:
     return {o["value"] for o in definition.options if include_retired or not o.get("retired")}
+
+
+def _is_finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float: no range or scale can hold it
+        return False
 
 
 def validate_value(definition: CustomFieldDefinition, value: Any, *, previous: Any = None) -> Any:
@@ -45,7 +57,7 @@ def validate_value(definition: CustomFieldDefinition, value: Any, *, previous: A
             raise _bad(key, "is required")
         return value
     if kind in ("number", "scale"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _is_finite_number(value):
             raise _bad(key, "must be a number")
         if kind == "scale" and not float(value).is_integer():
             raise _bad(key, "must be a whole number on the scale")
@@ -59,7 +71,7 @@ def validate_value(definition: CustomFieldDefinition, value: Any, *, previous: A
             raise _bad(key, "must be true or false")
         return value
     if kind == "date":
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _DATE.fullmatch(value):
             raise _bad(key, "must be a date (YYYY-MM-DD)")
         try:
             parsed = date.fromisoformat(value)

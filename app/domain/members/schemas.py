@@ -6,13 +6,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.core.schemas import Strict
+
 Gender = Literal["female", "male", "other"]
 TagName = str
 MAX_TAGS = 50
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 def _check_birthday(value: date | None) -> date | None:
@@ -34,12 +32,21 @@ def _check_tags(value: list[str] | None) -> list[str] | None:
     return cleaned
 
 
+def _check_constitution(value: list[str] | None) -> list[str] | None:
+    # Checked here rather than in the field's type so the published schema stays as it is.
+    if value is not None and any(not item.strip() or len(item) > 20 for item in value):
+        raise ValueError("each constitution type must be 1–20 characters")
+    return value
+
+
 class HealthFields(Strict):
     allergy_history: str | None = Field(None, max_length=2000, description="过敏史")
     past_history: str | None = Field(None, max_length=4000, description="既往史")
     family_history: str | None = Field(None, max_length=2000, description="家族史")
     constitution: list[str] | None = Field(None, max_length=9, description="TCM constitution (体质), e.g. 气虚, 痰湿")
     health_summary: str | None = Field(None, max_length=4000)
+
+    _constitution = field_validator("constitution")(_check_constitution)
 
 
 class MemberBase(Strict):

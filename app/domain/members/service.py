@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Text, and_, func, or_, text, update
 from sqlmodel import delete, select
@@ -14,8 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import audit, crypto
 from app.core.actor import Actor
-from app.core.clock import utcnow
-from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.core.clock import DEFAULT_TIMEZONE, utcnow
+from app.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from app.core.outbox import emit
 from app.core.pagination import PageParams, decode_cursor, paginate
 from app.core.search import prefix_range
@@ -118,11 +120,21 @@ def _phone_shown(member: Member, contact: bool) -> str | None:
     return crypto.decrypt(member.phone_encrypted) if contact else member.phone_masked
 
 
+def _health_keys(definitions: list[CustomFieldDefinition]) -> set[str]:
+    return {d.key for d in definitions if d.health}
+
+
+def _hidden_fields(definitions: list[CustomFieldDefinition], health: bool) -> set[str]:
+    """Custom fields not shown: deactivated ones (values kept, not in use) and, without health access,
+    health-flagged ones."""
+    hidden = {d.key for d in definitions if not d.active}
+    return hidden if health else hidden | _health_keys(definitions)
+
+
 async def present(session: AsyncSession, actor: Actor, member: Member, *, audit_reads: bool = True) -> MemberOut:
     contact = policies.can_see_contact(actor)
     health = await policies.can_see_health(session, actor, member)
-    definitions = await _definitions(session, actor.tenant_id)
-    hidden = {d.key for d in definitions if d.health} if not health else set()
+    hidden = _hidden_fields(await _definitions(session, actor.tenant_id), health)
     tags = (await _tags_of(session, actor.tenant_id, [member.id]))[member.id]
     if health and audit_reads and actor.kind != "patient":
         audit.record(session, "member.health.read", "member", member.id)
@@ -193,7 +205,11 @@ async def _check_refs(session: AsyncSession, actor: Actor, data: MemberCreate | 
     from app.domain.iam.models import Staff
 
     if data.home_store_id is not None:
-        await tenancy.require_stores_exist(session, actor.tenant_id, {data.home_store_id})
+        try:
+            await tenancy.require_stores_exist(session, actor.tenant_id, {data.home_store_id})
+        except NotFound as exc:  # a bad reference in the body is bad input, named like the others
+            raise Unprocessable("home_store_id: no such store", code="validation_error",
+                                field="home_store_id") from exc
     if data.owner_staff_id is not None and await session.get(Staff, (actor.tenant_id, data.owner_staff_id)) is None:
         raise Unprocessable("owner_staff_id: no such staff member", code="validation_error", field="owner_staff_id")
     if data.referrer_id is not None:
@@ -211,12 +227,27 @@ def _apply_health(member: Member, health: HealthFields) -> dict[str, Any]:
     return changes
 
 
-async def create_member(session: AsyncSession, actor: Actor, data: MemberCreate, *, tag_source: str = "manual",
-                        external_ref: str | None = None) -> Member:
-    actor.require("members:write")
-    if data.health is not None:
-        await policies.require_health_write(session, actor, None)
-    await _check_refs(session, actor, data)
+def _require_active(member: Member) -> None:
+    if member.status != MemberStatus.ACTIVE:
+        raise Conflict(f"this member is {member.status} and cannot be changed", code="member_inactive")
+
+
+def _writes_health(data: MemberCreate | MemberUpdate, definitions: list[CustomFieldDefinition]) -> bool:
+    return data.health is not None or bool(_health_keys(definitions) & set(data.custom_fields or {}))
+
+
+def _audit_fields(data: MemberCreate | MemberUpdate) -> list[str]:
+    """The names of the fields a write set, for the audit log — never their values: the log is
+    append-only, so personal data written into it would outlive the member's erasure."""
+    names = set(data.model_fields_set) - {"health", "custom_fields"}
+    names |= {f"health.{k}" for k in (data.health.model_fields_set if data.health else ())}
+    names |= {f"custom_fields.{k}" for k in data.custom_fields or {}}
+    return sorted(names)
+
+
+def _new_member(actor: Actor, data: MemberCreate, definitions: list[CustomFieldDefinition],
+                external_ref: str | None) -> Member:
+    """The unsaved row for `data`: contact data encrypted, custom fields validated."""
     member = Member(tenant_id=actor.tenant_id, name="", external_ref=external_ref,
                     **data.model_dump(include={"gender", "birthday", "address", "source_channel", "referrer_id",
                                                "owner_staff_id", "home_store_id", "notes"}))
@@ -225,9 +256,19 @@ async def create_member(session: AsyncSession, actor: Actor, data: MemberCreate,
     _set_id_number(member, data.id_number)
     if data.health is not None:
         _apply_health(member, data.health)
-    member.custom_fields = fields.validate_values(await _definitions(session, actor.tenant_id),
-                                                  data.custom_fields or {}, creating=True)
+    member.custom_fields = fields.validate_values(definitions, data.custom_fields or {}, creating=True)
     member.updated_at = utcnow()
+    return member
+
+
+async def create_member(session: AsyncSession, actor: Actor, data: MemberCreate, *, tag_source: str = "manual",
+                        external_ref: str | None = None) -> Member:
+    actor.require("members:write")
+    definitions = await _definitions(session, actor.tenant_id)
+    if _writes_health(data, definitions):
+        await policies.require_health_write(session, actor, None)
+    await _check_refs(session, actor, data)
+    member = _new_member(actor, data, definitions, external_ref)
     existing = await find_by_phone(session, actor.tenant_id, data.phone)
     if existing is not None:
         raise Conflict("this phone number already belongs to a member", code="member_phone_exists",
@@ -236,61 +277,62 @@ async def create_member(session: AsyncSession, actor: Actor, data: MemberCreate,
     await session.flush()
     if data.tags:
         await _set_tags(session, actor.tenant_id, member.id, add=data.tags, source=tag_source)
-    audit.record(session, "member.create", "member", member.id,
-                 after={"name": member.name, "phone": member.phone_masked, "tags": data.tags,
-                        "health": data.health is not None})
+    audit.record(session, "member.create", "member", member.id, fields=_audit_fields(data))
     await emit(session, "member.created", {"member_id": str(member.id), "home_store_id":
                                            str(member.home_store_id) if member.home_store_id else None})
     return member
 
 
-async def update_member(session: AsyncSession, actor: Actor, member_id: UUID, data: MemberUpdate) -> Member:
-    actor.require("members:write")
-    member = await _get(session, actor, member_id, for_update=True)
-    if member.status != MemberStatus.ACTIVE:
-        raise Conflict(f"this member is {member.status} and cannot be changed", code="member_inactive")
-    if data.health is not None:
+async def _require_update_rights(session: AsyncSession, actor: Actor, member: Member, data: MemberUpdate,
+                                 definitions: list[CustomFieldDefinition]) -> None:
+    """Profile fields need members:write; health fields (and health-flagged custom fields) need
+    members.health:write and, for roles bound to their patients, the member in their care. A therapist
+    holds only the latter: they record health data without being able to change the profile."""
+    custom = set(data.custom_fields or {})
+    profile = data.model_fields_set - {"health", "custom_fields"} or custom - _health_keys(definitions)
+    health = _writes_health(data, definitions)
+    if profile or not health:
+        actor.require("members:write")
+    if health:
         await policies.require_health_write(session, actor, member)
+
+
+async def update_member(session: AsyncSession, actor: Actor, member_id: UUID, data: MemberUpdate) -> Member:
+    if not actor.can("members.health:write"):  # can change nothing: refuse before looking the member up
+        actor.require("members:write")
+    member = await _get(session, actor, member_id, for_update=True)
+    _require_active(member)
+    definitions = await _definitions(session, actor.tenant_id)
+    await _require_update_rights(session, actor, member, data, definitions)
     await _check_refs(session, actor, data, member.id)
     changes = data.model_dump(exclude_unset=True)
-    changed: dict[str, Any] = {}
     for column in ("gender", "birthday", "address", "source_channel", "referrer_id", "owner_staff_id",
                    "home_store_id", "notes"):
         if column in changes:
             setattr(member, column, changes[column])
-            changed[column] = changes[column]
     if data.name is not None:
         _set_name(member, data.name)
-        changed["name"] = data.name
     if data.phone is not None:
         other = await find_by_phone(session, actor.tenant_id, data.phone)
         if other is not None and other.id != member.id:
             raise Conflict("this phone number already belongs to a member", code="member_phone_exists",
                            field="phone", existing_member_id=str(other.id))
         _set_phone(member, data.phone)
-        changed["phone"] = member.phone_masked
     if "id_number" in changes:
         _set_id_number(member, data.id_number)
-        changed["id_number"] = member.id_number_masked
     if data.health is not None:
-        changed["health"] = sorted(_apply_health(member, data.health))
+        _apply_health(member, data.health)
     if data.custom_fields is not None:
-        definitions = await _definitions(session, actor.tenant_id)
-        health_keys = {d.key for d in definitions if d.health}
-        if health_keys & set(data.custom_fields):
-            await policies.require_health_write(session, actor, member)
         member.custom_fields = fields.validate_values(definitions, data.custom_fields, member.custom_fields,
                                                       creating=False)
-        changed["custom_fields"] = sorted(data.custom_fields)
     if data.tags is not None:
         current = set((await _tags_of(session, actor.tenant_id, [member.id]))[member.id])
         await _set_tags(session, actor.tenant_id, member.id, add=[t for t in data.tags if t not in current],
                         remove=[t for t in current if t not in data.tags])
-        changed["tags"] = data.tags
     member.updated_at = utcnow()
     session.add(member)
     await session.flush()
-    audit.record(session, "member.update", "member", member.id, after=changed)
+    audit.record(session, "member.update", "member", member.id, fields=_audit_fields(data))
     return member
 
 
@@ -314,8 +356,20 @@ async def _tag_ids(session: AsyncSession, tenant_id: UUID, names: list[str], *, 
     return {name: tag.id for name, tag in found.items()}
 
 
+def _one_per_exclusive_group(ids: dict[str, UUID], exclusive: list[tuple[UUID, UUID]], field: str) -> None:
+    """Two added tags of one exclusive group would both be kept: refuse rather than pick one."""
+    names = {tag_id: name for name, tag_id in ids.items()}
+    first_of_group: dict[UUID, UUID] = {}
+    for tag_id, group_id in exclusive:
+        if group_id in first_of_group:
+            raise Unprocessable(f"{field}: {names[first_of_group[group_id]]!r} and {names[tag_id]!r} belong to the "
+                                "same exclusive group; a member holds only one of them",
+                                code="validation_error", field=field)
+        first_of_group[group_id] = tag_id
+
+
 async def _set_tags(session: AsyncSession, tenant_id: UUID, member_id: UUID, *, add: list[str] = (),
-                    remove: list[str] = (), source: str = "manual") -> None:
+                    remove: list[str] = (), source: str = "manual", field: str = "tags") -> None:
     if remove:
         ids = await _tag_ids(session, tenant_id, list(remove), create=False)
         if ids:
@@ -330,6 +384,7 @@ async def _set_tags(session: AsyncSession, tenant_id: UUID, member_id: UUID, *, 
                                                              TagGroup.id == Tag.group_id))
             .where(Tag.tenant_id == tenant_id, Tag.id.in_(list(ids.values())), TagGroup.exclusive)
         )).all()
+        _one_per_exclusive_group(ids, exclusive, field)
         for tag_id, group_id in exclusive:
             await session.execute(text(
                 "DELETE FROM member_tags mt USING tags t WHERE mt.tenant_id = :t AND mt.member_id = :m "
@@ -347,11 +402,13 @@ async def change_tags(session: AsyncSession, actor: Actor, member_id: UUID, chan
     """Add and remove tags by name (new names become ungrouped tags). Used by the API and by rules."""
     actor.require("members:write")
     member = await _get(session, actor, member_id)
+    _require_active(member)
     overlap = set(change.add) & set(change.remove)
     if overlap:
         raise Unprocessable(f"tag {sorted(overlap)[0]!r} is both added and removed", code="validation_error",
                             field="add")
-    await _set_tags(session, actor.tenant_id, member.id, add=change.add, remove=change.remove, source=source)
+    await _set_tags(session, actor.tenant_id, member.id, add=change.add, remove=change.remove, source=source,
+                    field="add")
     audit.record(session, "member.tags", "member", member.id, add=change.add, remove=change.remove, source=source)
     return (await _tags_of(session, actor.tenant_id, [member.id]))[member.id]
 
@@ -481,6 +538,30 @@ async def update_field_definition(session: AsyncSession, actor: Actor, definitio
 # ---------------------------------------------------------------- search
 
 
+def _local_midnight(day: date, *, next_day: bool = False) -> datetime:
+    """The start of `day` (or of the day after) in the chain's default time zone: "a day" is a local
+    day, not a UTC one. Clamped to years that survive the conversion to UTC at either end."""
+    day = min(max(day, date(1900, 1, 1)), date(9998, 12, 31))
+    return datetime.combine(day + timedelta(days=1 if next_day else 0), time.min, tzinfo=ZoneInfo(DEFAULT_TIMEZONE))
+
+
+@dataclass(frozen=True)
+class MemberFilter:
+    """What the member list and the export filter on."""
+
+    q: str | None = None
+    tags: list[str] | None = None
+    tag_mode: str = "any"
+    store_id: UUID | None = None
+    owner_staff_id: UUID | None = None
+    last_visit_from: date | None = None
+    last_visit_to: date | None = None
+    status: str = MemberStatus.ACTIVE
+
+    def for_audit(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, [])}
+
+
 async def search_members(
     session: AsyncSession,
     actor: Actor,
@@ -525,9 +606,9 @@ async def search_members(
     if owner_staff_id is not None:
         stmt = stmt.where(Member.owner_staff_id == owner_staff_id)
     if last_visit_from is not None:
-        stmt = stmt.where(Member.last_visit_at >= datetime.combine(last_visit_from, datetime.min.time()).astimezone())
+        stmt = stmt.where(Member.last_visit_at >= _local_midnight(last_visit_from))
     if last_visit_to is not None:
-        stmt = stmt.where(Member.last_visit_at < datetime.combine(last_visit_to, datetime.max.time()).astimezone())
+        stmt = stmt.where(Member.last_visit_at < _local_midnight(last_visit_to, next_day=True))
     rows, cursor = await paginate(session, stmt, Member.id, params, descending=True)
     tag_map = await _tags_of(session, actor.tenant_id, [m.id for m in rows])
     contact = policies.can_see_contact(actor)
@@ -551,6 +632,7 @@ async def _family_out(session: AsyncSession, family: FamilyGroup) -> FamilyOut:
 async def create_family(session: AsyncSession, actor: Actor, data: FamilyCreate) -> FamilyOut:
     actor.require("members:write")
     head = await _get(session, actor, data.head_member_id, for_update=True)
+    _require_active(head)
     if head.family_group_id is not None:
         raise Conflict("this member already belongs to a family", code="already_in_family",
                        family_id=str(head.family_group_id))
@@ -585,6 +667,7 @@ async def add_family_member(session: AsyncSession, actor: Actor, family_id: UUID
     actor.require("members:write")
     family = await _family(session, actor, family_id)
     member = await _get(session, actor, data.member_id, for_update=True)
+    _require_active(member)
     if member.family_group_id is not None:
         raise Conflict("this member already belongs to a family", code="already_in_family",
                        family_id=str(member.family_group_id))
@@ -626,6 +709,7 @@ async def family_member_ids(session: AsyncSession, tenant_id: UUID, member_id: U
 async def add_note(session: AsyncSession, actor: Actor, member_id: UUID, data: NoteCreate) -> MemberNote:
     actor.require("members:write")
     member = await _get(session, actor, member_id)
+    _require_active(member)
     note = MemberNote(tenant_id=actor.tenant_id, member_id=member.id, author_type=actor.kind, author_id=actor.id,
                       body=data.body)
     session.add(note)
@@ -709,6 +793,8 @@ async def export_member_data(session: AsyncSession, actor: Actor, member_id: UUI
     """Everything held about one member (a PIPL access request), health data included."""
     actor.require("members:export", "members.contact:read")
     member = await _get(session, actor, member_id)
+    if not await policies.can_see_health(session, actor, member):
+        raise Forbidden("an export holds the member's health data, which you may not see", code="permission_denied")
     profile = await present(session, actor, member, audit_reads=False)
     profile_data = profile.model_dump(mode="json")
     profile_data["health"] = HealthOut(**{c: getattr(member, c) for c in HEALTH_COLUMNS}).model_dump(mode="json")
@@ -723,6 +809,42 @@ async def export_member_data(session: AsyncSession, actor: Actor, member_id: UUI
             "timeline": [i.model_dump(mode="json") for i in items]}
 
 
+async def _dissolve_headed_family(session: AsyncSession, tenant_id: UUID, head_id: UUID) -> None:
+    """Remove the family a departing member headed alone (callers refuse heads with others in it)."""
+    await session.execute(delete(FamilyGroup).where(FamilyGroup.tenant_id == tenant_id,
+                                                    FamilyGroup.head_member_id == head_id))
+
+
+PERSONAL_COLUMNS = ("phone_encrypted", "phone_index", "phone_masked", "id_number_encrypted", "id_number_index",
+                    "id_number_masked", "gender", "birthday", "address", "notes", "allergy_history", "past_history",
+                    "family_history", "health_summary", "family_group_id", "family_role", "family_relation",
+                    "external_ref", "source_channel")
+
+
+def _scrub(member: Member) -> None:
+    """Remove the personal data from one row; the row, and every ledger pointing at it, stays."""
+    member.name = ERASED_NAME
+    member.pinyin_initials = member.pinyin_full = ""
+    for column in PERSONAL_COLUMNS:
+        setattr(member, column, None)
+    member.constitution = []
+    member.custom_fields = {}
+    member.erased_at = member.updated_at = utcnow()
+
+
+async def _folded_into(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> list[Member]:
+    """Every record merged into the member, directly or into one merged into it (A into B, B into C)."""
+    folded: list[Member] = []
+    targets = [member_id]
+    while targets:
+        rows = (await session.exec(select(Member).where(Member.tenant_id == tenant_id,
+                                                        Member.merged_into_id.in_(targets))
+                                   .with_for_update())).all()
+        folded += rows
+        targets = [row.id for row in rows]
+    return folded
+
+
 async def erase_member(session: AsyncSession, actor: Actor, member_id: UUID, reason: str) -> Member:
     """Anonymise personal data; keep the row (and so every ledger, order and total that points at it)."""
     actor.require("members:erase")
@@ -733,24 +855,18 @@ async def erase_member(session: AsyncSession, actor: Actor, member_id: UUID, rea
         others = await family_member_ids(session, actor.tenant_id, member.id)
         if len(others) > 1:
             raise Conflict("make another family member head before erasing this one", code="family_head")
-    member.name = ERASED_NAME
-    member.pinyin_initials = member.pinyin_full = ""
-    for column in ("phone_encrypted", "phone_index", "phone_masked", "id_number_encrypted", "id_number_index",
-                   "id_number_masked", "gender", "birthday", "address", "notes", "allergy_history",
-                   "past_history", "family_history", "health_summary", "family_group_id", "family_role",
-                   "family_relation", "external_ref", "source_channel"):
-        setattr(member, column, None)
-    member.constitution = []
-    member.custom_fields = {}
+    # Records merged into this one (also through earlier merges) hold the same person's data.
+    rows = [member, *await _folded_into(session, actor.tenant_id, member.id)]
+    for row in rows:
+        _scrub(row)
     member.status = MemberStatus.ERASED
-    member.erased_at = member.updated_at = utcnow()
-    session.add(member)
+    session.add_all(rows)
+    ids = [row.id for row in rows]
     await session.execute(update(MemberNote).where(MemberNote.tenant_id == actor.tenant_id,
-                                                   MemberNote.member_id == member.id).values(body="[已删除]"))
+                                                   MemberNote.member_id.in_(ids)).values(body="[已删除]"))
     await session.execute(delete(MemberTag).where(MemberTag.tenant_id == actor.tenant_id,
-                                                  MemberTag.member_id == member.id))
-    await session.execute(delete(FamilyGroup).where(FamilyGroup.tenant_id == actor.tenant_id,
-                                                    FamilyGroup.head_member_id == member.id))
+                                                  MemberTag.member_id.in_(ids)))
+    await _dissolve_headed_family(session, actor.tenant_id, member.id)
     await session.flush()
     audit.record(session, "member.erase", "member", member.id, reason=reason)
     await emit(session, "member.erased", {"member_id": str(member.id)})
@@ -780,9 +896,15 @@ async def find_duplicates(session: AsyncSession, actor: Actor, limit: int = 100)
 @merge_mover("members")
 async def _move_member_rows(session: AsyncSession, tenant_id: UUID, duplicate_id: UUID,
                             survivor_id: UUID) -> dict[str, int]:
+    # A tag of an exclusive group (e.g. VIP level) the survivor already holds one of stays behind.
     tags = await session.execute(text(
         "INSERT INTO member_tags (tenant_id, member_id, tag_id, source, created_at) "
-        "SELECT tenant_id, :s, tag_id, source, created_at FROM member_tags WHERE tenant_id = :t AND member_id = :d "
+        "SELECT d.tenant_id, :s, d.tag_id, d.source, d.created_at FROM member_tags d "
+        "  JOIN tags t ON t.tenant_id = d.tenant_id AND t.id = d.tag_id "
+        "  LEFT JOIN tag_groups g ON g.tenant_id = t.tenant_id AND g.id = t.group_id AND g.exclusive "
+        " WHERE d.tenant_id = :t AND d.member_id = :d AND NOT EXISTS ("
+        "   SELECT 1 FROM member_tags s JOIN tags st ON st.tenant_id = s.tenant_id AND st.id = s.tag_id "
+        "    WHERE s.tenant_id = :t AND s.member_id = :s AND st.group_id = g.id) "
         "ON CONFLICT DO NOTHING"), {"t": tenant_id, "s": survivor_id, "d": duplicate_id})
     await session.execute(delete(MemberTag).where(MemberTag.tenant_id == tenant_id,
                                                   MemberTag.member_id == duplicate_id))
@@ -790,7 +912,8 @@ async def _move_member_rows(session: AsyncSession, tenant_id: UUID, duplicate_id
                                                            MemberNote.member_id == duplicate_id)
                                   .values(member_id=survivor_id))
     referrals = await session.execute(update(Member).where(Member.tenant_id == tenant_id,
-                                                           Member.referrer_id == duplicate_id)
+                                                           Member.referrer_id == duplicate_id,
+                                                           Member.id != survivor_id)
                                       .values(referrer_id=survivor_id))
     return {"tags": tags.rowcount, "notes": notes.rowcount, "referrals": referrals.rowcount}
 
@@ -816,10 +939,12 @@ async def merge_members(session: AsyncSession, actor: Actor, survivor_id: UUID, 
         moved[name] = await mover(session, actor.tenant_id, duplicate.id, survivor.id)
     # Fill the survivor's gaps from the duplicate; the survivor's own values win.
     for column in ("gender", "birthday", "address", "source_channel", "referrer_id", "owner_staff_id",
-                   "home_store_id", "allergy_history", "past_history", "family_history", "health_summary",
+                   "home_store_id", "notes", "allergy_history", "past_history", "family_history", "health_summary",
                    "id_number_encrypted", "id_number_index", "id_number_masked"):
         if getattr(survivor, column) is None and getattr(duplicate, column) is not None:
             setattr(survivor, column, getattr(duplicate, column))
+    if survivor.referrer_id in (survivor.id, duplicate.id):  # one referred the other: now one person
+        survivor.referrer_id = None
     survivor.constitution = survivor.constitution or duplicate.constitution
     survivor.custom_fields = {**duplicate.custom_fields, **survivor.custom_fields}
     if survivor.last_visit_at is None or (duplicate.last_visit_at and duplicate.last_visit_at > survivor.last_visit_at):
@@ -830,6 +955,7 @@ async def merge_members(session: AsyncSession, actor: Actor, survivor_id: UUID, 
     duplicate.family_group_id = duplicate.family_role = duplicate.family_relation = None
     session.add_all([survivor, duplicate])
     await session.flush()
+    await _dissolve_headed_family(session, actor.tenant_id, duplicate.id)
     audit.record(session, "member.merge", "member", survivor.id, duplicate=str(duplicate.id), moved=moved,
                  reason=reason)
     await emit(session, "member.merged", {"member_id": str(survivor.id), "duplicate_id": str(duplicate.id)})
@@ -855,3 +981,59 @@ async def reencrypt_batch(session: AsyncSession, tenant_id: UUID, batch: int = 5
     await session.flush()
     return len(rows)
 
+
+async def touch_last_visit(session: AsyncSession, tenant_id: UUID, member_id: UUID, at: datetime) -> None:
+    """Record a visit time (completed services call this); never moves the last visit back."""
+    await session.execute(update(Member).where(
+        Member.tenant_id == tenant_id, Member.id == member_id,
+        or_(Member.last_visit_at.is_(None), Member.last_visit_at < at)).values(last_visit_at=at))
+
+
+# ---------------------------------------------------------------- bulk creation (imports)
+
+
+async def create_members_bulk(session: AsyncSession, actor: Actor, items: list[tuple[MemberCreate, str | None]],
+                              *, tag_source: str = "manual") -> list[Member]:
+    """Create many members (data, external_ref) at once, as create_member would one by one — same checks,
+    an audit entry and a member.created event each — but with one query per lookup for the whole batch
+    instead of several per member. The first bad member raises; run it in a savepoint to keep the rest."""
+    from app.domain.iam.models import Staff
+
+    actor.require("members:write")
+    definitions = await _definitions(session, actor.tenant_id)
+    if any(_writes_health(data, definitions) for data, _ in items):
+        await policies.require_health_write(session, actor, None)
+    await tenancy.require_stores_exist(session, actor.tenant_id, {d.home_store_id for d, _ in items} - {None})
+    for model, column, wanted in ((Staff, "owner_staff_id", {d.owner_staff_id for d, _ in items} - {None}),
+                                  (Member, "referrer_id", {d.referrer_id for d, _ in items} - {None})):
+        found = set(await session.exec(select(model.id).where(model.tenant_id == actor.tenant_id,
+                                                              model.id.in_(wanted)))) if wanted else set()
+        if wanted - found:
+            raise Unprocessable(f"{column}: no such {'staff member' if model is Staff else 'member'}",
+                                code="validation_error", field=column)
+    members: list[Member] = []
+    for data, external_ref in items:
+        members.append(_new_member(actor, data, definitions, external_ref))
+    indexes = [m.phone_index for m in members]
+    taken = (await session.execute(text(
+        "SELECT id FROM members WHERE tenant_id = :t AND phone_index = ANY(CAST(:indexes AS text[])) LIMIT 1"),
+        {"t": actor.tenant_id, "indexes": indexes})).first()
+    if taken is not None or len(set(indexes)) != len(indexes):
+        raise Conflict("a phone number already belongs to a member", code="member_phone_exists", field="phone",
+                       existing_member_id=str(taken.id) if taken else None)
+    session.add_all(members)
+    await session.flush()
+    links = [(m.id, tag) for m, (data, _) in zip(members, items, strict=True) for tag in data.tags]
+    if links:
+        tag_ids = await _tag_ids(session, actor.tenant_id, sorted({tag for _, tag in links}), create=True)
+        await session.execute(
+            text("INSERT INTO member_tags (tenant_id, member_id, tag_id, source, created_at) "
+                 "SELECT :t, m, g, :s, now() FROM unnest(CAST(:members AS uuid[]), CAST(:tags AS uuid[])) AS x(m, g) "
+                 "ON CONFLICT DO NOTHING"),
+            {"t": actor.tenant_id, "s": tag_source, "members": [m for m, _ in links],
+             "tags": [tag_ids[tag] for _, tag in links]})
+    for member, (data, _) in zip(members, items, strict=True):
+        audit.record(session, "member.create", "member", member.id, fields=_audit_fields(data))
+        await emit(session, "member.created", {"member_id": str(member.id), "home_store_id":
+                                               str(member.home_store_id) if member.home_store_id else None})
+    return members
