@@ -10,7 +10,19 @@ from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from app.api.v1 import auth, health, members, platform, staff, stores
+from app.api.v1 import (
+    auth,
+    cards,
+    catalog,
+    health,
+    inventory,
+    member_imports,
+    members,
+    platform,
+    staff,
+    stores,
+    visits,
+)
 from app.core import db
 from app.core.embedded import resolve_urls
 from app.core.redis import create_redis
@@ -78,7 +90,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    for module in (auth, stores, staff, members, platform):
+    for module in (auth, stores, staff, member_imports, members, catalog, inventory, cards, visits, platform):
         app.include_router(module.router, prefix=API_PREFIX)
 
     from app.graphql.schema import graphql_router

@@ -3,8 +3,12 @@
 from sqlmodel import SQLModel
 
 from app.core import audit, idempotency, outbox  # noqa: F401
+from app.domain.cards import models as cards_models  # noqa: F401
+from app.domain.catalog import models as catalog_models  # noqa: F401
 from app.domain.iam import models as iam_models  # noqa: F401
+from app.domain.inventory import models as inventory_models  # noqa: F401
 from app.domain.members import models as members_models  # noqa: F401
 from app.domain.tenancy import models as tenancy_models  # noqa: F401
+from app.domain.visits import models as visits_models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -9,9 +9,20 @@ from sqlmodel import select
 from app.core.actor import Actor
 from app.core.context import RequestContext, reset_context, set_context
 from app.core.db import session_scope
+from app.domain.catalog import service as catalog
+from app.domain.catalog.schemas import (
+    CommissionRule,
+    ConsumableCreate,
+    ProductCreate,
+    RecipeLine,
+    ResourceRequirement,
+    ServiceCreate,
+)
 from app.domain.iam import service as iam
 from app.domain.iam.models import Staff
 from app.domain.iam.schemas import StaffCreate
+from app.domain.inventory import service as inventory
+from app.domain.inventory.schemas import MovementCreate, ThresholdSet
 from app.domain.members import service as members
 from app.domain.members.schemas import (
     FamilyCreate,
@@ -122,6 +133,113 @@ async def _seed_members(session, actor: Actor, stores: list[Store], staff_ids: d
     return [m.name for m in created]
 
 
+# name, unit, default low-stock threshold, category
+DEMO_CONSUMABLES = [
+    ("艾条", "根", 40, "灸疗耗材"),
+    ("按摩精油", "ml", 500, "推拿耗材"),
+    ("火罐消毒棉", "片", 60, "拔罐耗材"),
+    ("一次性床单", "张", 30, "通用耗材"),
+]
+# name, minutes, price (fen), resource kind and pool, recipe {consumable: quantity}, commission, category
+DEMO_SERVICES = [
+    ("推拿", 60, 19800, ("bed", "推拿床"), {"按摩精油": 10, "一次性床单": 1},
+     {"type": "percent", "value": 15, "levels": {"senior": 20}}, "推拿"),
+    ("艾灸", 45, 16800, ("device", "艾灸仪"), {"艾条": 2, "一次性床单": 1},
+     {"type": "fixed", "value": 3000, "levels": {"senior": 4000}}, "灸疗"),
+    ("拔罐", 30, 12800, ("bed", "推拿床"), {"火罐消毒棉": 3, "一次性床单": 1},
+     {"type": "fixed", "value": 2000}, "拔罐"),
+    ("肩颈调理", 60, 23800, ("bed", "推拿床"), {"按摩精油": 15, "一次性床单": 1},
+     {"type": "percent", "value": 12, "levels": {"senior": 15}}, "推拿"),
+    ("中医面诊", 20, 5000, ("room", "诊室"), {}, None, "诊疗"),
+]
+# name, unit, price (fen), sku, threshold
+DEMO_PRODUCTS = [("养生茶", "罐", 8800, "KYT-TEA-001", 10), ("艾草足浴包", "盒", 6800, "KYT-FOOT-001", 8)]
+# Stock received per store (flagship, 徐汇店); the smaller store reorders at lower thresholds.
+DEMO_STOCK = {"艾条": (200, 80), "按摩精油": (3000, 1000), "火罐消毒棉": (500, 200), "一次性床单": (300, 100),
+              "养生茶": (40, 15), "艾草足浴包": (30, 12)}
+BRANCH_THRESHOLDS = {"艾条": 20, "按摩精油": 200, "火罐消毒棉": 30, "一次性床单": 15}
+
+
+async def _seed_catalog(session, actor: Actor, stores: list[Store]) -> list[str]:
+    items: dict[str, dict[str, Any]] = {}
+    for name, unit, threshold, category in DEMO_CONSUMABLES:
+        consumable = await catalog.create_consumable(session, actor, ConsumableCreate(
+            name=name, unit=unit, low_stock_threshold=threshold, category=category))
+        items[name] = {"consumable_id": consumable.id}
+    for name, minutes, price, (kind, pool), recipe, commission, category in DEMO_SERVICES:
+        await catalog.create_service(session, actor, ServiceCreate(
+            name=name, duration_minutes=minutes, price=price, category=category, buffer_minutes=10,
+            resource_requirements=[ResourceRequirement(kind=kind, pool=pool)],
+            consumables=[RecipeLine(consumable_id=items[c]["consumable_id"], quantity=q) for c, q in recipe.items()],
+            commission=CommissionRule(**commission) if commission else None))
+    for name, unit, price, sku, threshold in DEMO_PRODUCTS:
+        product = await catalog.create_product(session, actor, ProductCreate(
+            name=name, unit=unit, price=price, sku=sku, category="养生零售", low_stock_threshold=threshold))
+        items[name] = {"product_id": product.id}
+    for name, quantities in DEMO_STOCK.items():
+        for index, (store, quantity) in enumerate(zip(stores, quantities, strict=False)):
+            await inventory.record_movement(session, actor, MovementCreate(
+                store_id=store.id, kind="receive", quantity=quantity, ref_type="delivery_note",
+                ref_id=f"DN-2026-{index + 1:04d}", **items[name]))
+    for name, threshold in BRANCH_THRESHOLDS.items():
+        await inventory.set_threshold(session, actor, ThresholdSet(
+            store_id=stores[1].id, low_stock_threshold=threshold, **items[name]))
+    return [name for name, *_ in DEMO_SERVICES]
+
+
+# name, kind, price, {service: (sessions, gifted)}, extra template fields
+DEMO_CARD_TEMPLATES = [
+    ("推拿10次卡", "count", 158000, {"推拿": (10, 0)}, {"valid_days": 365}),
+    ("肩颈调理疗程卡", "package", 368000, {"推拿": (10, 0), "艾灸": (5, 0), "拔罐": (3, 2)},
+     {"valid_days": 180, "family_shareable": True}),
+    ("艾灸养生月卡", "period", 128000, {"艾灸": (0, 0)}, {"valid_days": 30, "daily_cap": 1}),
+    ("储值卡 充1000送200", "stored_value", 100000, {}, {"face_value": 100000, "bonus": 20000,
+                                                    "family_shareable": True}),
+]
+# member, template, store index, price paid; then services completed on that card (by therapist)
+DEMO_CARDS = [
+    ("张伟", "肩颈调理疗程卡", 0, 368000, [("推拿", "therapist.chen")] * 8 + [("艾灸", "therapist.liu")]),
+    ("李娜", "推拿10次卡", 0, 158000, [("推拿", "therapist.chen")] * 3),
+    ("王芳", "储值卡 充1000送200", 0, 100000, []),
+    ("吴刚", "储值卡 充1000送200", 0, 100000, []),
+    ("周婷", "艾灸养生月卡", 0, 128000, [("艾灸", "therapist.liu")]),
+    ("刘洋", "推拿10次卡", 1, 158000, [("推拿", "therapist.huang")] * 2),
+]
+
+
+async def _seed_cards(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> list[str]:
+    from app.domain.cards import service as cards
+    from app.domain.cards.schemas import CardTemplateCreate, TemplateItemIn
+    from app.domain.catalog.models import Service
+    from app.domain.members.models import Member
+    from app.domain.visits import service as visits
+    from app.domain.visits.schemas import ServiceCompletion
+
+    services = {s.name: s.id for s in (await session.exec(select(Service))).all()}
+    templates = {}
+    for name, kind, price, items, extra in DEMO_CARD_TEMPLATES:
+        template = await cards.create_template(session, actor, CardTemplateCreate(
+            name=name, kind=kind, price=price, items=[
+                TemplateItemIn(service_id=services[s], sessions=n, gifted_sessions=g) for s, (n, g) in items.items()],
+            **extra))
+        templates[name] = template.id
+    people = {m.name: m.id for m in (await session.exec(select(Member))).all()}
+    senior = (await session.exec(select(Staff).where(Staff.username == "therapist.chen"))).one()
+    senior.level = "senior"
+    session.add(senior)
+    issued = []
+    for member, template, store_index, price, visits_done in DEMO_CARDS:
+        card = await cards.issue_card(session, actor, member_id=people[member], template_id=templates[template],
+                                      store_id=stores[store_index].id, price_paid=price,
+                                      reason="纸质卡迁移（开业前售出）")
+        for service_name, therapist in visits_done:
+            await visits.complete_service(session, actor, ServiceCompletion(
+                member_id=people[member], store_id=stores[store_index].id, service_id=services[service_name],
+                staff_id=staff_ids[therapist], card_id=card.id, notes="手法适中，顾客反馈良好"))
+        issued.append(f"{member}: {template}")
+    return issued
+
+
 async def create_tenant_with_owner(*, code: str, name: str, owner_username: str, owner_password: str) -> Tenant:
     token = set_context(RequestContext(actor_type="system", actor_id="cli"))
     try:
@@ -158,11 +276,13 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
                     username=username, password=DEMO_PASSWORD, display_name=display_name, roles=roles,
                     store_ids=[stores[i].id for i in store_indexes]))
                 staff_ids[username] = created.id
+            await _seed_catalog(session, actor, stores)
             member_names = await _seed_members(session, actor, stores, staff_ids)
+            issued_cards = await _seed_cards(session, actor, stores, staff_ids)
             owner = (await session.exec(select(Staff).where(Staff.username == "owner"))).one()
             owner.display_name = "王建国"
             session.add(owner)
     finally:
         reset_context(token)
     return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores],
-                      "members": member_names}
+                      "members": member_names, "cards": issued_cards}

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from app.core.db import session_scope
 from app.core.settings import get_settings
+from app.domain.cards.jobs import run_card_housekeeping
 from app.workers import dispatch
 from app.workers.relay import run_relay
 
@@ -44,8 +45,11 @@ async def purge_expired(ctx: dict[str, Any] | None = None) -> dict[str, int]:
     return {"idempotency_keys": keys.rowcount, "outbox": events.rowcount, "refresh_tokens": tokens.rowcount}
 
 
-FUNCTIONS = [dispatch.dispatch_event, purge_expired]
-CRON_JOBS = [cron(purge_expired, hour={3}, minute={17}, run_at_startup=False)]
+FUNCTIONS = [dispatch.dispatch_event, purge_expired, run_card_housekeeping]
+CRON_JOBS = [
+    cron(purge_expired, hour={3}, minute={17}, run_at_startup=False),
+    cron(run_card_housekeeping, minute={5}, run_at_startup=True),  # hourly, and once at start
+]
 
 
 def build_worker(redis_url: str, *, burst: bool = False, handle_signals: bool = False) -> Worker:
