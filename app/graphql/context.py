@@ -13,6 +13,7 @@ from strawberry.fastapi import BaseContext
 
 from app.api.deps import STAFF_AND_INTEGRATION, _load_actor
 from app.core.actor import Actor
+from app.core.errors import AppError
 from app.domain.tenancy.models import Store
 
 
@@ -47,6 +48,20 @@ class Context(BaseContext):
             return [by_id.get(i) for i in ids]
 
         return self.loader("store", load)
+
+
+def parse_id(value: Any, what: str) -> UUID:
+    """An ID argument as a UUID, or the same 422 REST gives for a malformed id."""
+    try:
+        return UUID(str(value))
+    except ValueError as exc:
+        raise AppError(f"{what} is not a valid id", code="validation_error", status=422) from exc
+
+
+def page_limit(limit: int) -> int:
+    if not 1 <= limit <= 200:
+        raise AppError("limit must be between 1 and 200", code="validation_error", status=422)
+    return limit
 
 
 async def get_context(request: Request) -> Context:

@@ -13,22 +13,9 @@ from app.core.errors import AppError
 from app.core.pagination import PageParams
 from app.domain.members import service as members
 from app.domain.members.schemas import MemberOut, MemberSummary, NoteCreate, TagChange
-from app.graphql.context import Context
+from app.graphql.context import Context, page_limit, parse_id
 
 PATIENT_TOO = ("staff", "integration", "patient")
-
-
-def parse_id(value: strawberry.ID, what: str) -> UUID:
-    try:
-        return UUID(str(value))
-    except ValueError as exc:
-        raise AppError(f"{what} is not a valid id", code="validation_error", status=422) from exc
-
-
-def page_limit(limit: int) -> int:
-    if not 1 <= limit <= 200:
-        raise AppError("limit must be between 1 and 200", code="validation_error", status=422)
-    return limit
 
 
 @strawberry.type

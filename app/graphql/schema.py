@@ -10,6 +10,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.fastapi import GraphQLRouter
+from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from app.api.routing import TransactionalRoute
@@ -18,7 +19,8 @@ from app.core.pagination import PageParams
 from app.core.settings import Settings
 from app.domain.tenancy import service as tenancy
 from app.domain.tenancy.models import Store
-from app.graphql.context import Context, get_context
+from app.graphql.context import Context, get_context, page_limit, parse_id
+from app.graphql.members import MemberMutations, MemberQueries
 
 
 @strawberry.type
@@ -63,7 +65,7 @@ class Me:
 
 
 @strawberry.type
-class Query:
+class PlatformQuery:
     @strawberry.field(description="The signed-in caller.")
     async def me(self, info: Info[Context, None]) -> Me:
         actor = await info.context.actor(audiences=("staff", "integration", "patient"))
@@ -73,21 +75,15 @@ class Query:
 
     @strawberry.field(description="The tenant's stores, a page at a time.")
     async def stores(self, info: Info[Context, None], limit: int = 50, cursor: str | None = None) -> StorePage:
-        if not 1 <= limit <= 200:
-            raise AppError("limit must be between 1 and 200", code="validation_error", status=422)
         actor = await info.context.actor("stores:read")
         rows, next_cursor = await tenancy.list_stores(info.context.session, actor,
-                                                      PageParams(limit=limit, cursor=cursor))
+                                                      PageParams(limit=page_limit(limit), cursor=cursor))
         return StorePage(items=[StoreType.of(s) for s in rows], next_cursor=next_cursor)
 
     @strawberry.field(description="One store by id.")
     async def store(self, info: Info[Context, None], id: strawberry.ID) -> StoreType:
         actor = await info.context.actor("stores:read")
-        try:
-            store_id = UUID(str(id))
-        except ValueError as exc:
-            raise AppError("id is not a valid store id", code="validation_error", status=422) from exc
-        return StoreType.of(await tenancy.get_store(info.context.session, actor, store_id))
+        return StoreType.of(await tenancy.get_store(info.context.session, actor, parse_id(id, "id")))
 
 
 class ProblemCodes(SchemaExtension):
@@ -115,9 +111,14 @@ class ProblemCodes(SchemaExtension):
             )
 
 
+Query = merge_types("Query", (PlatformQuery, MemberQueries))
+Mutation = merge_types("Mutation", (MemberMutations,))
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),

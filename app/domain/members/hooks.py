@@ -25,6 +25,9 @@ MergeMover = Callable[[AsyncSession, UUID, UUID, UUID], Awaitable[dict[str, int]
 
 RELATIONSHIP_CHECKS: list[RelationshipCheck] = []
 TIMELINE_SOURCES: dict[str, TimelineSource] = {}
+# What a patient may not see of their own timeline: whole sources, and data keys of the others.
+PATIENT_HIDDEN_SOURCES: set[str] = set()
+PATIENT_HIDDEN_KEYS: dict[str, frozenset[str]] = {}
 MERGE_MOVERS: dict[str, MergeMover] = {}
 
 
@@ -34,9 +37,16 @@ def care_relationship(fn: RelationshipCheck) -> RelationshipCheck:
     return fn
 
 
-def timeline_source(name: str) -> Callable[[TimelineSource], TimelineSource]:
+def timeline_source(name: str, *, patient_visible: bool = True,
+                    staff_only_keys: tuple[str, ...] = ()) -> Callable[[TimelineSource], TimelineSource]:
+    """Register a timeline source. Staff-internal sources (notes) and keys (a therapist's clinical
+    remarks) are left out when the patient reads their own timeline in the mini-program."""
+
     def register(fn: TimelineSource) -> TimelineSource:
         TIMELINE_SOURCES[name] = fn
+        if not patient_visible:
+            PATIENT_HIDDEN_SOURCES.add(name)
+        PATIENT_HIDDEN_KEYS[name] = frozenset(staff_only_keys)
         return fn
 
     return register

@@ -25,6 +25,8 @@ from app.domain.members import custom_fields as fields
 from app.domain.members import policies
 from app.domain.members.hooks import (  # the registration decorators are re-exported for other contexts
     MERGE_MOVERS,
+    PATIENT_HIDDEN_KEYS,
+    PATIENT_HIDDEN_SOURCES,
     TIMELINE_SOURCES,
     care_relationship,
     merge_mover,
@@ -726,7 +728,7 @@ def before_clause(ts_column, id_column, before: tuple[datetime, str] | None, pre
                and_(ts_column == before[0], func.concat(prefix, func.cast(id_column, Text)) < before[1]))
 
 
-@timeline_source("note")
+@timeline_source("note", patient_visible=False)
 async def _notes_timeline(session: AsyncSession, tenant_id: UUID, member_id: UUID,
                           before: tuple[datetime, str] | None, limit: int) -> list[TimelineItem]:
     stmt = select(MemberNote).where(MemberNote.tenant_id == tenant_id, MemberNote.member_id == member_id)
@@ -776,10 +778,16 @@ async def timeline(session: AsyncSession, actor: Actor, member_id: UUID, params:
                          code="unknown_timeline_type")
     before = _decode_timeline_cursor(params.cursor) if params.cursor else None
     items: list[TimelineItem] = []
+    patient = actor.kind == "patient"
     for name, source in TIMELINE_SOURCES.items():
-        if types and name not in types:
+        if (types and name not in types) or (patient and name in PATIENT_HIDDEN_SOURCES):
             continue
-        items.extend(await source(session, actor.tenant_id, member.id, before, params.limit + 1))
+        found = await source(session, actor.tenant_id, member.id, before, params.limit + 1)
+        hidden = PATIENT_HIDDEN_KEYS.get(name) if patient else None
+        if hidden:
+            found = [i.model_copy(update={"data": {k: v for k, v in i.data.items() if k not in hidden}})
+                     for i in found]
+        items.extend(found)
     items.sort(key=lambda i: (i.occurred_at, i.id), reverse=True)
     page = items[: params.limit]
     next_cursor = _encode_timeline_cursor(page[-1]) if len(items) > params.limit else None

@@ -222,7 +222,7 @@ async def commission_statement(session: AsyncSession, actor: Actor, *, staff_id:
 # ---------------------------------------------------------------- plugged into members
 
 
-@members.timeline_source("service_record")
+@members.timeline_source("service_record", staff_only_keys=("notes",))
 async def _visits_timeline(session: AsyncSession, tenant_id: UUID, member_id: UUID,
                            before: tuple[datetime, str] | None, limit: int) -> list[TimelineItem]:
     stmt = (select(ServiceRecord, Service.name).join(Service, (Service.tenant_id == ServiceRecord.tenant_id)
