@@ -24,6 +24,17 @@ def _urls() -> tuple[str, str]:
     return resolve_urls(get_settings())
 
 
+def _app_url(database_url: str) -> str | None:
+    """The login role requests connect as. The embedded server gets a passwordless one made for it;
+    a real server uses APP_DATABASE_URL, or (unset) the owner connection switched to the app role."""
+    settings = get_settings()
+    if settings.app_database_url or settings.database_url:
+        return settings.app_database_url
+    from app.core.migrate import ensure_app_login
+
+    return asyncio.run(ensure_app_login(database_url))
+
+
 async def _with_database(database_url: str, work):
     from app.core import db
 
@@ -137,7 +148,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             result = asyncio.run(_with_database(database_url, lambda: seed_demo(if_missing=True)))
             _print_welcome(result, host, port)
-        app = create_app(settings, database_url=database_url, redis_url=redis_url)
+        app = create_app(settings, database_url=database_url, redis_url=redis_url,
+                         app_database_url=_app_url(database_url))
         uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
     finally:
         stopping = True  # a second signal must not cut the servers' shutdown short
@@ -162,9 +174,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.workers.runtime import BackgroundWorker
 
     database_url, redis_url = _urls()
+    app_url = _app_url(database_url)
 
     async def work():
-        db.init_engine(database_url)
+        db.init_engine(database_url, app_url=app_url)
         try:
             await BackgroundWorker(database_url, redis_url).run_forever()
         finally:

@@ -47,7 +47,10 @@ Staff sign in at `POST /api/v1/auth/token` (tenant code, username, password) and
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None,
-               redis_url: str | None = None, run_worker: bool | None = None) -> FastAPI:
+               redis_url: str | None = None, app_database_url: str | None = None,
+               run_worker: bool | None = None) -> FastAPI:
+    """`database_url` connects as the schema owner; requests use `app_database_url` (or
+    APP_DATABASE_URL) when given, else the owner connection switched to the application role."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -56,7 +59,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         if not db_url or not r_url:
             resolved = resolve_urls(settings)
             db_url, r_url = db_url or resolved[0], r_url or resolved[1]
-        db.init_engine(db_url, settings)
+        db.init_engine(db_url, settings, app_url=app_database_url)
         app.state.redis = create_redis(r_url)
         app.state.database_url, app.state.redis_url = db_url, r_url
         worker = None
