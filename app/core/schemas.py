@@ -1,6 +1,7 @@
 """Building blocks shared by every context's request schemas."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, StrictInt
@@ -14,7 +15,8 @@ class Strict(BaseModel):
 
 def _timestamp_text(value: Any) -> Any:
     # Pydantic's lax mode reads 12345 as seconds since 1970; for a clinic that is always a client bug.
-    if value is not None and not isinstance(value, str):
+    # (datetime objects come from our own code, e.g. the demo seed, never from JSON.)
+    if value is not None and not isinstance(value, str | datetime):
         raise ValueError("must be an RFC 3339 timestamp string with an offset, e.g. 2026-11-22T10:00:00+08:00")
     return value
 

@@ -50,6 +50,7 @@ from app.domain.tenancy.models import Store
 SESSIONS_LOW_AT = 2  # card.sessions_low fires when an item drops to this many or fewer
 DEFAULT_LOW_BALANCE = 10_000  # fen; tenant setting "low_balance_threshold" overrides
 EXPIRING_NOTICE = timedelta(days=7)
+MAX_EXTENSION = timedelta(days=3660)  # the most one extension may add (CardExtend.days)
 
 
 # ---------------------------------------------------------------- templates
@@ -508,6 +509,7 @@ async def unfreeze(session: AsyncSession, actor: Actor, card_id: UUID, reason: s
     old_expiry = card.expires_at
     if card.expires_at is not None:
         card.expires_at += paused
+        _rearm_expiring_notice(card)
     items = await _items(session, card)
     has_left = card.kind in (CardKind.STORED_VALUE, CardKind.PERIOD) or any(i.remaining for i in items)
     card.status, card.frozen_at = CardStatus.ACTIVE if has_left else CardStatus.EXHAUSTED, None
@@ -554,8 +556,13 @@ async def extend(session: AsyncSession, actor: Actor, card_id: UUID, *, days: in
     card = await _locked_card(session, actor, card_id)
     if card.expires_at is None:
         raise Conflict("this card does not expire", code="card_no_expiry")
-    new_expiry = until if until is not None else max(card.expires_at, utcnow()) + timedelta(days=days)
-    if new_expiry <= max(card.expires_at, utcnow()):
+    base = max(card.expires_at, utcnow())
+    if until is not None and until > base + MAX_EXTENSION:
+        # `until` reaches no further than `days` may; an unbounded one (year 9999) overflowed later arithmetic.
+        raise Unprocessable(f"until: at most {MAX_EXTENSION.days} days past the current expiry",
+                            code="validation_error", field="until")
+    new_expiry = until if until is not None else base + timedelta(days=days)
+    if new_expiry <= base:
         raise Unprocessable("until: the new expiry must be later than the current one and in the future",
                             code="validation_error", field="until")
     if card.status == CardStatus.EXPIRED:
@@ -566,12 +573,19 @@ async def extend(session: AsyncSession, actor: Actor, card_id: UUID, *, days: in
             else CardStatus.EXHAUSTED
     old = card.expires_at
     card.expires_at = new_expiry
+    _rearm_expiring_notice(card)
     session.add_all([card, _entry(card, "extend", reason=reason, details={
         "from": old.isoformat(), "to": new_expiry.isoformat()})])
     await session.flush()
     audit.record(session, "card.extend", "card", card.id, reason=reason, expires_from=old.isoformat(),
                  expires_to=new_expiry.isoformat())
     return card
+
+
+def _rearm_expiring_notice(card: Card) -> None:
+    """A notice sent for an expiry the card no longer has is forgotten, so the new one is announced too."""
+    if card.expires_at is not None and card.expires_at > utcnow() + EXPIRING_NOTICE:
+        card.expiring_notified_at = None
 
 
 async def expire_card(session: AsyncSession, actor: Actor, card_id: UUID) -> bool:
