@@ -11,7 +11,10 @@ from fastapi import FastAPI
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.v1 import (
+    appointments,
     auth,
+    availability,
+    calendar,
     cards,
     catalog,
     health,
@@ -19,9 +22,11 @@ from app.api.v1 import (
     member_imports,
     members,
     platform,
+    schedule,
     staff,
     stores,
     visits,
+    waitlist,
 )
 from app.core import db
 from app.core.embedded import resolve_urls
@@ -93,8 +98,13 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    for module in (auth, stores, staff, member_imports, members, catalog, inventory, cards, visits, platform):
+    for module in (auth, stores, staff, member_imports, members, catalog, inventory, cards, visits, platform,
+                   calendar, waitlist):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(calendar.feed_router, prefix=API_PREFIX)
+    app.include_router(availability.router, prefix=API_PREFIX)
+    app.include_router(schedule.router, prefix=API_PREFIX)
+    app.include_router(appointments.router, prefix=API_PREFIX)
 
     from app.graphql.schema import graphql_router
 

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.core import audit, idempotency, outbox  # noqa: F401
+from app.domain.booking import models as booking_models  # noqa: F401
 from app.domain.cards import models as cards_models  # noqa: F401
 from app.domain.catalog import models as catalog_models  # noqa: F401
 from app.domain.iam import models as iam_models  # noqa: F401

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
@@ -240,6 +242,109 @@ async def _seed_cards(session, actor: Actor, stores: list[Store], staff_ids: dic
     return issued
 
 
+# store index → resources: (kind, name, pool, capacity)
+DEMO_RESOURCES = {
+    0: [("bed", f"{n}号推拿床", "推拿床", 1) for n in range(1, 5)]
+       + [("device", "艾灸仪A", "艾灸仪", 1), ("device", "艾灸仪B", "艾灸仪", 1), ("room", "1号诊室", "诊室", 1),
+          ("room", "养生课堂", None, 8)],
+    1: [("bed", f"{n}号推拿床", "推拿床", 1) for n in range(1, 3)]
+       + [("device", "艾灸仪A", "艾灸仪", 1), ("room", "诊室", "诊室", 1)],
+}
+# username → services they may perform; then weekly shifts (store index, ISO weekdays, starts, ends)
+DEMO_SKILLS = {
+    "therapist.chen": ["推拿", "艾灸", "拔罐", "肩颈调理"],
+    "therapist.liu": ["推拿", "艾灸", "拔罐"],
+    "therapist.huang": ["推拿", "艾灸", "拔罐", "肩颈调理"],
+    "doctor.zhang": ["中医面诊"],
+}
+DEMO_SHIFTS = [
+    ("therapist.chen", 0, [1, 2, 3, 4, 5, 6], "10:00", "19:00"),
+    ("therapist.liu", 0, [3, 4, 5, 6, 7, 1], "12:00", "21:00"),
+    ("therapist.huang", 1, [2, 3, 4, 5, 6, 7], "10:00", "19:00"),
+    ("doctor.zhang", 0, [1, 3, 5], "10:00", "12:30"),
+    ("doctor.zhang", 1, [2, 4, 6], "14:00", "17:30"),
+]
+# member, service, store index, channel, which free slot of the next open day (0 = earliest)
+DEMO_BOOKINGS = [
+    ("张伟", "肩颈调理", 0, "mini_program", 0), ("李娜", "推拿", 0, "phone", 2), ("王芳", "艾灸", 0, "front_desk", 4),
+    ("赵敏", "推拿", 0, "mini_program", 8), ("周婷", "艾灸", 0, "wecom", 12), ("刘洋", "推拿", 1, "phone", 1),
+    ("杨帆", "中医面诊", 0, "front_desk", 0), ("黄磊", "拔罐", 1, "mini_program", 6),
+]
+
+
+async def _seed_booking(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> list[str]:
+    """Rooms, beds and devices, opening hours, skills, weekly shifts, a leave day, and bookings for the
+    next days through the real booking path (so the demo's availability and calendar show them)."""
+    from datetime import date, time, timedelta
+
+    from app.core.clock import utcnow
+    from app.domain.booking import appointments, availability, schedule, waitlist
+    from app.domain.booking.schedule_schemas import (
+        BookingPolicySet,
+        ClosureCreate,
+        OpeningRange,
+        ResourceCreate,
+        ShiftPatternCreate,
+        StaffSkillsSet,
+        StoreHoursSet,
+        TimeOffCreate,
+    )
+    from app.domain.booking.schemas import AppointmentCreate
+    from app.domain.catalog.models import Service
+    from app.domain.members.models import Member
+
+    services = {s.name: s.id for s in (await session.exec(select(Service))).all()}
+    people = {m.name: m.id for m in (await session.exec(select(Member))).all()}
+    today = utcnow().astimezone(ZoneInfo(stores[0].timezone)).date()
+    for index, store in enumerate(stores):
+        for kind, name, pool, capacity in DEMO_RESOURCES[index]:
+            await schedule.create_resource(session, actor, ResourceCreate(
+                store_id=store.id, kind=kind, name=name, pool=pool, capacity=capacity))
+        await schedule.set_store_hours(session, actor, store.id, StoreHoursSet(hours=[
+            OpeningRange(weekday=d, opens=time(10), closes=time(21)) for d in range(1, 8)]))
+        await schedule.add_closure(session, actor, store.id, ClosureCreate(
+            day=date(today.year + 1, 1, 1), reason="元旦休息"))
+    await schedule.set_booking_policy(session, actor, stores[0].id, BookingPolicySet(
+        slot_step_minutes=15, lead_time_minutes=60, horizon_days=30, cancel_window_hours=4,
+        late_cancel_action="fee", late_cancel_fee=5000, no_show_action="deduct_session", no_show_fee=0,
+        reminder_hours_before=24, follow_up_hours_after=24))
+    for username, names in DEMO_SKILLS.items():
+        await schedule.set_staff_skills(session, actor, staff_ids[username], StaffSkillsSet(
+            service_ids=[services[n] for n in names]))
+    for username, store_index, weekdays, starts, ends in DEMO_SHIFTS:
+        await schedule.create_shift_pattern(session, actor, ShiftPatternCreate(
+            staff_id=staff_ids[username], store_id=stores[store_index].id, weekdays=weekdays,
+            starts=time.fromisoformat(starts), ends=time.fromisoformat(ends), valid_from=today - timedelta(days=7)))
+    leave_day = today + timedelta(days=9)
+    zone = ZoneInfo(stores[0].timezone)
+    await schedule.create_time_off(session, actor, TimeOffCreate(
+        staff_id=staff_ids["therapist.liu"], kind="leave", reason="年假",
+        starts_at=datetime.combine(leave_day, time(0), zone),
+        ends_at=datetime.combine(leave_day + timedelta(days=1), time(0), zone)))
+
+    booked = []
+    for member, service_name, store_index, channel, nth in DEMO_BOOKINGS:
+        store = stores[store_index]
+        for ahead in range(1, 8):  # the first coming day with enough free slots
+            found = await availability.find_slots(session, actor, store_id=store.id,
+                                                  service_id=services[service_name],
+                                                  day_from=today + timedelta(days=ahead),
+                                                  day_to=today + timedelta(days=ahead))
+            if len(found.slots) > nth:
+                slot = found.slots[nth]
+                break
+        else:
+            continue
+        await appointments.book(session, actor, AppointmentCreate(
+            member_id=people[member], store_id=store.id, service_id=services[service_name], staff_id=slot.staff_id,
+            starts_at=slot.starts_at, channel=channel, notes="首次预约，请提前10分钟到店" if nth == 0 else None))
+        booked.append(f"{member}: {service_name} {slot.starts_at.astimezone(zone):%m-%d %H:%M}")
+    await waitlist.join(session, actor, waitlist.WaitlistJoin(
+        member_id=people["陈静"], store_id=stores[0].id, service_id=services["推拿"],
+        staff_id=staff_ids["therapist.chen"], day=today + timedelta(days=1)))
+    return booked
+
+
 async def create_tenant_with_owner(*, code: str, name: str, owner_username: str, owner_password: str) -> Tenant:
     token = set_context(RequestContext(actor_type="system", actor_id="cli"))
     try:
@@ -279,10 +384,11 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
             await _seed_catalog(session, actor, stores)
             member_names = await _seed_members(session, actor, stores, staff_ids)
             issued_cards = await _seed_cards(session, actor, stores, staff_ids)
+            bookings = await _seed_booking(session, actor, stores, staff_ids)
             owner = (await session.exec(select(Staff).where(Staff.username == "owner"))).one()
             owner.display_name = "王建国"
             session.add(owner)
     finally:
         reset_context(token)
     return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores],
-                      "members": member_names, "cards": issued_cards}
+                      "members": member_names, "cards": issued_cards, "appointments": bookings}

@@ -2,6 +2,8 @@
 
 import asyncio
 
-from bench import members_search
+from bench import booking_availability, booking_latency, members_search
 
 asyncio.run(members_search.run(100_000))
+asyncio.run(booking_availability.run())
+asyncio.run(booking_latency.run())

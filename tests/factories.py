@@ -32,6 +32,9 @@ class TenantKit:
     async def get(self, path: str, token: str | None = None, **kw) -> httpx.Response:
         return await self.client.get(f"/api/v1{path}", headers=self.auth(token), **kw)
 
+    async def delete(self, path: str, token: str | None = None, **kw) -> httpx.Response:
+        return await self.client.delete(f"/api/v1{path}", headers=self.auth(token), **kw)
+
     async def store(self, name: str = "静安店", **extra) -> str:
         r = await self.post("/stores", {"name": name, **extra})
         assert r.status_code == 201, r.text

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import Request
+from pydantic import ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from strawberry.dataloader import DataLoader
@@ -62,6 +63,18 @@ def page_limit(limit: int) -> int:
     if not 1 <= limit <= 200:
         raise AppError("limit must be between 1 and 200", code="validation_error", status=422)
     return limit
+
+
+def validated(model: Any, **values: Any) -> Any:
+    """Build a REST request schema from GraphQL arguments (None = not given); its refusal is the same
+    validation_error, naming the field."""
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise AppError(f"{field}: {first['msg']}" if field else first["msg"], code="validation_error", status=422,
+                       field=field) from exc
 
 
 async def get_context(request: Request) -> Context:

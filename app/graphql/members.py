@@ -13,7 +13,7 @@ from app.core.errors import AppError
 from app.core.pagination import PageParams
 from app.domain.members import service as members
 from app.domain.members.schemas import MemberOut, MemberSummary, NoteCreate, TagChange
-from app.graphql.context import Context, page_limit, parse_id
+from app.graphql.context import Context, page_limit, parse_id, validated
 
 PATIENT_TOO = ("staff", "integration", "patient")
 
@@ -145,8 +145,5 @@ class MemberMutations:
     async def change_member_tags(self, info: Info[Context, None], member_id: strawberry.ID,
                                  add: list[str] | None = None, remove: list[str] | None = None) -> list[str]:
         actor = await info.context.actor("members:write")
-        try:
-            change = TagChange(add=add or [], remove=remove or [])
-        except ValueError as exc:
-            raise AppError(str(exc).splitlines()[0], code="validation_error", status=422) from exc
+        change = validated(TagChange, add=add or [], remove=remove or [])
         return await members.change_tags(info.context.session, actor, parse_id(member_id, "member_id"), change)

@@ -19,6 +19,7 @@ from app.core.pagination import PageParams
 from app.core.settings import Settings
 from app.domain.tenancy import service as tenancy
 from app.domain.tenancy.models import Store
+from app.graphql.booking import BookingMutations, BookingQueries
 from app.graphql.context import Context, get_context, page_limit, parse_id
 from app.graphql.members import MemberMutations, MemberQueries
 
@@ -111,8 +112,8 @@ class ProblemCodes(SchemaExtension):
             )
 
 
-Query = merge_types("Query", (PlatformQuery, MemberQueries))
-Mutation = merge_types("Mutation", (MemberMutations,))
+Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries))
+Mutation = merge_types("Mutation", (MemberMutations, BookingMutations))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.domain.cards.jobs import run_card_housekeeping
-from app.workers import dispatch
+from app.workers import dispatch, subscribers  # noqa: F401  (subscribers registers handlers)
 from app.workers.relay import run_relay
 
 log = logging.getLogger("careloop.worker")

@@ -14,11 +14,13 @@ After each refused request the row count of every table must be unchanged.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +32,13 @@ from sqlalchemy.engine import make_url
 from app.api.middleware import BodyLimitMiddleware
 from app.core.settings import get_settings
 from app.seed import create_tenant_with_owner
+from tests.booking.appointment_helpers import (
+    appointment_target,
+    bookable_setup,
+    booking_body,
+    next_slot,
+    tenant_of,
+)
 from tests.factories import PASSWORD, TenantKit, login
 
 API = "/api/v1"
@@ -142,6 +151,62 @@ async def _record_target(ctx: Ctx) -> str:
     return await ctx.created("/service-records", await WRITES[("POST", "/service-records")].build(ctx))
 
 
+def _days_ahead() -> str:
+    """A day 1–700 days ahead, random so that repeated posts rarely clash (a clash is a clean 409)."""
+    return (date.today() + timedelta(days=1 + uuid.uuid4().int % 700)).isoformat()
+
+
+def _one_hour() -> dict:
+    """An hour somewhere in the next two years, random so that one staff member's shifts rarely overlap."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(
+        hours=24 + uuid.uuid4().int % (700 * 24))
+    return {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat()}
+
+
+async def _shift_target(ctx: Ctx) -> str:
+    return await ctx.created("/shifts", {"staff_id": await ctx.target("staff_id"), "store_id": ctx.store_id,
+                                         **_one_hour()})
+
+
+async def _pattern_target(ctx: Ctx) -> str:
+    return await ctx.created("/shift-patterns", {
+        "staff_id": await ctx.target("staff_id"), "store_id": ctx.store_id, "weekdays": [1, 2, 3, 4, 5, 6, 7],
+        "starts": "09:00", "ends": "18:00", "valid_from": date.today().isoformat()})
+
+
+async def _time_off_target(ctx: Ctx) -> str:
+    return await ctx.created("/time-off", {"staff_id": await ctx.target("staff_id"), "kind": "break", **_one_hour()})
+
+
+async def _day_target(ctx: Ctx) -> str:
+    return _days_ahead()
+
+
+_waitlist_days = itertools.count(1)
+
+
+def _waitlist_body(ctx: Ctx) -> dict:
+    # A new day each time: the same member waiting twice for one day is a conflict.
+    day = date.today() + timedelta(days=1 + next(_waitlist_days) % 80)
+    return {"member_id": ctx.member_id, "store_id": ctx.store_id, "service_id": ctx.made["booking_service_id"],
+            "day": day.isoformat()}
+
+
+async def _waitlist_target(ctx: Ctx) -> str:
+    await ctx.target("booking_service_id")
+    return await ctx.created("/waitlist", _waitlist_body(ctx))
+
+
+async def _feed_token_target(ctx: Ctx) -> str:
+    r = await ctx.kit.post(f"/staff/{await ctx.target('staff_id')}/calendar-feed", {})
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+async def _tenant_target(ctx: Ctx) -> str:
+    return str(tenant_of(ctx.kit))
+
+
 # Existing resources for path parameters, by parameter name.
 TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "store_id": lambda ctx: ctx.created("/stores", {"name": f"徐汇店{_uid()}"}),
@@ -161,6 +226,17 @@ TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "template_id": _template_target,
     "card_id": _card_target,
     "record_id": _record_target,
+    "appointment_id": appointment_target,
+    "booking_service_id": bookable_setup,  # not a path parameter: the appointments' set-up
+    "resource_id": lambda ctx: ctx.created("/resources", {"store_id": ctx.store_id, "kind": "room",
+                                                          "name": f"房间{_uid()}"}),
+    "shift_id": _shift_target,
+    "pattern_id": _pattern_target,
+    "time_off_id": _time_off_target,
+    "day": _day_target,
+    "entry_id": _waitlist_target,
+    "token": _feed_token_target,
+    "tenant_id": _tenant_target,
 }
 
 
@@ -250,6 +326,36 @@ WRITES: dict[tuple[str, str], Write] = {
                                                    "service_id": c.made["service_id"], "staff_id": c.made["staff_id"],
                                                    "notes": "肩颈放松"}, needs=("service_id", "staff_id")),
     ("POST", "/service-records/{record_id}/reverse"): Write(lambda c: {"reason": "记错了技师"}),
+    ("POST", "/appointments"): Write(booking_body, needs=("booking_service_id",)),
+    ("POST", "/waitlist"): Write(_waitlist_body, needs=("booking_service_id",)),
+    ("POST", "/waitlist/{entry_id}/cancel"): Write(None),
+    ("POST", "/staff/{staff_id}/calendar-feed"): Write(None),
+    ("POST", "/appointments/{appointment_id}/reschedule"): Write(lambda c: {"starts_at": next_slot()}),
+    ("POST", "/appointments/{appointment_id}/cancel"): Write(lambda c: {"reason": "临时出差"}),
+    ("POST", "/appointments/{appointment_id}/check-in"): Write(None),
+    ("POST", "/appointments/{appointment_id}/no-show"): Write(lambda c: {"reason": "电话未接"}),
+    ("POST", "/appointments/{appointment_id}/complete"): Write(lambda c: {"notes": "手法偏轻"}),
+    ("POST", "/resources"): Write(lambda c: {"store_id": c.store_id, "kind": "bed", "name": f"推拿床{_uid()}",
+                                             "capacity": 1, "pool": "推拿床"}),
+    ("PATCH", "/resources/{resource_id}"): Write(lambda c: {"name": f"房间{_uid()}", "pool": "理疗室"}),
+    ("PUT", "/staff/{staff_id}/skills"): Write(lambda c: {"service_ids": [c.made["service_id"]]},
+                                               needs=("service_id",)),
+    ("POST", "/shifts"): Write(lambda c: {"staff_id": c.made["staff_id"], "store_id": c.store_id, **_one_hour(),
+                                          "note": "早班"}, needs=("staff_id",)),
+    ("POST", "/shift-patterns"): Write(lambda c: {"staff_id": c.made["staff_id"], "store_id": c.store_id,
+                                                  "weekdays": [1, 3, 5], "starts": "22:00", "ends": "06:00",
+                                                  "valid_from": date.today().isoformat()}, needs=("staff_id",)),
+    ("PATCH", "/shift-patterns/{pattern_id}"): Write(lambda c: {"valid_until": _days_ahead(), "active": True}),
+    ("POST", "/shift-patterns/{pattern_id}/exceptions"): Write(lambda c: {"day": _days_ahead(), "reason": "培训"}),
+    ("POST", "/time-off"): Write(lambda c: {"staff_id": c.made["staff_id"], "kind": "leave", **_one_hour(),
+                                            "reason": "年假"}, needs=("staff_id",)),
+    ("PUT", "/stores/{store_id}/hours"): Write(lambda c: {"hours": [
+        {"weekday": 1, "opens": "09:00", "closes": "12:00"}, {"weekday": 1, "opens": "14:00", "closes": "02:00"}]}),
+    ("POST", "/stores/{store_id}/closures"): Write(lambda c: {"day": _days_ahead(), "reason": "春节休息"}),
+    ("PUT", "/stores/{store_id}/booking-policy"): Write(lambda c: {
+        "slot_step_minutes": 15, "lead_time_minutes": 30, "horizon_days": 30, "cancel_window_hours": 2,
+        "late_cancel_action": "fee", "late_cancel_fee": 5000, "no_show_action": "none", "no_show_fee": 0,
+        "reminder_hours_before": 24, "follow_up_hours_after": 24}),
 }
 
 

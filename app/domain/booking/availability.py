@@ -1,0 +1,394 @@
+"""Availability: which slots a service can be booked in, and whether one given slot can be.
+
+`find_slots` (what `GET /availability` offers) and `check_slot` (what booking re-checks inside its
+transaction) load the same data the same way and ask the same engine (`slots.Engine`), so any slot
+offered can be booked and any booking accepted was offered. The rules are in `slots`' docstring.
+
+`check_slot` semantics (for the appointments service):
+
+* `starts_at` must be aware; it is judged as an instant. Busy time is the active `appointment_holds`
+  rows only (not appointment rows): holds are the single truth, and `ignore_appointment_ids` drops a
+  rescheduled appointment's own holds.
+* The span that must be free is [starts_at, blocked_until) = the service's duration plus its buffer,
+  for the staff member and for every resource; booking writes its holds over exactly that span.
+* Errors, first reason only, in this order:
+  422 `in_the_past` (always, also for staff), 422 `too_soon` / `beyond_horizon` (only when
+  `enforce_window`; staff consoles pass False — see `window_applies`), 409 `store_closed`,
+  409 `outside_opening_hours` (the start is not in opening hours or service + buffer runs past closing),
+  422 `not_on_slot_grid` (inside opening hours but not a grid start: the engine never offers it),
+  409 `service_inactive`, 409 `staff_lacks_skill`, 409 `staff_off_shift` (incl. time off),
+  409 `staff_busy`, 409 `resource_unavailable` (with `requirement` index and `kind`).
+  With `staff_id=None` the staff reasons are those of the most available candidate: `staff_busy` when
+  someone skilled is on shift but busy, else `staff_off_shift`.
+* `staff_id=None` picks the skilled staff member with the fewest bookings (staff holds) that local day,
+  then the lowest id — the same one `find_slots` shows.
+* `SlotChoice.resources[i]` are the free candidates for requirement i; taking the first of every list is
+  a valid distinct assignment (the rest are fallbacks). A capacity > 1 resource is free while the
+  number of active holds overlapping the span is below its capacity: count the same way under the
+  resource row lock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.actor import Actor
+from app.core.clock import utcnow
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.domain.booking import slots as engine_rules
+from app.domain.booking.models import (
+    AppointmentHold,
+    Bookable,
+    BookingPolicy,
+    Resource,
+    Shift,
+    ShiftException,
+    ShiftPattern,
+    StaffSkill,
+    StoreClosure,
+    StoreHours,
+    TimeOff,
+)
+from app.domain.booking.slots import (
+    Candidate,
+    Engine,
+    Requirement,
+    Verdict,
+    WeeklyShift,
+    day_bounds,
+    days_between,
+    local_date,
+    opening_ranges,
+    to_utc,
+    working_spans,
+)
+from app.domain.catalog.models import Service
+from app.domain.iam.models import Staff
+from app.domain.tenancy.models import Store
+
+# A hold lasts one service plus its buffer (catalog caps: 1440 + 240 minutes), so holds that can reach
+# into a window started at most this long before it; the bound lets the (bookable_no, starts_at)
+# index do the work instead of scanning every past hold.
+MAX_HOLD = timedelta(minutes=1440 + 240)
+MAX_SHIFT = timedelta(hours=24)  # the shifts table's check constraint
+
+CHECK_CODES = {
+    engine_rules.STORE_CLOSED: "store_closed",
+    engine_rules.OUTSIDE_HOURS: "outside_opening_hours",
+    engine_rules.LACKS_SKILL: "staff_lacks_skill",
+    engine_rules.OFF_SHIFT: "staff_off_shift",
+    engine_rules.THERAPIST_BUSY: "staff_busy",
+    engine_rules.ROOM_TAKEN: "resource_unavailable",
+    engine_rules.RESOURCE_UNAVAILABLE: "resource_unavailable",
+}
+WINDOW_MESSAGES = {
+    engine_rules.IN_THE_PAST: "the slot has already started",
+    engine_rules.TOO_SOON: "the slot starts sooner than the store's booking lead time",
+    engine_rules.BEYOND_HORIZON: "the slot is further ahead than the store's booking horizon",
+}
+
+
+@dataclass(frozen=True)
+class SlotChoice:
+    staff_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    blocked_until: datetime
+    resources: list[list[Resource]]  # per requirement: free candidates, first ones a distinct assignment
+
+
+def window_applies(actor: Actor) -> bool:
+    """Lead time and horizon bind patients and integrations; staff at the console may book a walk-in
+    now or far ahead. Nobody books the past."""
+    return actor.kind != "staff"
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class Loaded:
+    engine: Engine
+    resources: dict[UUID, Resource]
+    lacks_skill: bool  # a requested staff member who may not perform the service
+
+
+async def _policy(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> BookingPolicy:
+    found = await session.get(BookingPolicy, (tenant_id, store_id))
+    return found or BookingPolicy(tenant_id=tenant_id, store_id=store_id)
+
+
+def _candidates(requirement: dict, resources: list[Resource]) -> tuple[Candidate, ...]:
+    """Any one of `resource_ids` (in that order), else of `pool`, else of `kind`, at the store."""
+    if requirement.get("resource_ids"):
+        by_id = {r.id: r for r in resources}
+        picked = [by_id[UUID(str(i))] for i in requirement["resource_ids"] if UUID(str(i)) in by_id]
+    else:
+        pool = requirement.get("pool")
+        picked = [r for r in resources if r.kind == requirement.get("kind") and (pool is None or r.pool == pool)]
+    return tuple(Candidate(r.id, r.capacity) for r in picked)
+
+
+async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service: Service, first: date,
+               last: date, staff_id: UUID | None, now: datetime, enforce_window: bool,
+               ignore_appointment_ids: frozenset[UUID] = frozenset()) -> Loaded:
+    """Everything the engine needs to judge the grid starts of local days `first`..`last`, in a fixed
+    handful of queries whatever the number of days, staff or slots."""
+    tz = ZoneInfo(store.timezone)
+    # Grid days start one early: a range opening the evening before may run past midnight into `first`.
+    # Opening hours one later still, so a late slot can fit into a range that continues across midnight;
+    # shifts and holds wider again for overnight shifts and long holds.
+    window_start, window_end = day_bounds(first - timedelta(days=2), last + timedelta(days=2), tz)
+    policy = await _policy(session, tenant_id, store.id)
+
+    hours: dict[int, list] = defaultdict(list)
+    for row in (await session.exec(select(StoreHours).where(
+            StoreHours.tenant_id == tenant_id, StoreHours.store_id == store.id))).all():
+        hours[row.weekday].append((row.opens, row.closes))
+    closures = frozenset((await session.exec(select(StoreClosure.day).where(
+        StoreClosure.tenant_id == tenant_id, StoreClosure.store_id == store.id,
+        col(StoreClosure.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all())
+    closed = closures if store.active else frozenset(days_between(first - timedelta(days=2),
+                                                                  last + timedelta(days=2)))
+
+    skill_query = select(StaffSkill.staff_id).join(
+        Staff, (Staff.tenant_id == StaffSkill.tenant_id) & (Staff.id == StaffSkill.staff_id)).where(
+        StaffSkill.tenant_id == tenant_id, StaffSkill.service_id == service.id, col(Staff.active).is_(True))
+    if staff_id is not None:
+        skill_query = skill_query.where(StaffSkill.staff_id == staff_id)
+    staff_ids = sorted(set((await session.exec(skill_query)).all()))
+    lacks_skill = staff_id is not None and not staff_ids
+
+    shifts: dict[UUID, list] = defaultdict(list)
+    patterns: dict[UUID, list[WeeklyShift]] = defaultdict(list)
+    time_off: dict[UUID, list] = defaultdict(list)
+    if staff_ids:
+        for s in (await session.exec(select(Shift).where(
+                Shift.tenant_id == tenant_id, Shift.store_id == store.id, col(Shift.staff_id).in_(staff_ids),
+                Shift.starts_at < window_end, Shift.starts_at > window_start - MAX_SHIFT,
+                Shift.ends_at > window_start))).all():
+            shifts[s.staff_id].append((s.starts_at, s.ends_at))
+        pattern_rows = (await session.exec(select(ShiftPattern).where(
+            ShiftPattern.tenant_id == tenant_id, ShiftPattern.store_id == store.id,
+            col(ShiftPattern.staff_id).in_(staff_ids), col(ShiftPattern.active).is_(True),
+            ShiftPattern.valid_from <= last + timedelta(days=2),
+            or_(col(ShiftPattern.valid_until).is_(None),
+                col(ShiftPattern.valid_until) >= first - timedelta(days=2))))).all()
+        skips: dict[UUID, set[date]] = defaultdict(set)
+        if pattern_rows:
+            for e in (await session.exec(select(ShiftException).where(
+                    ShiftException.tenant_id == tenant_id,
+                    col(ShiftException.pattern_id).in_([p.id for p in pattern_rows]),
+                    col(ShiftException.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all():
+                skips[e.pattern_id].add(e.day)
+        for p in pattern_rows:
+            patterns[p.staff_id].append(WeeklyShift(p.staff_id, frozenset(p.weekdays), p.starts, p.ends,
+                                                    p.valid_from, p.valid_until, frozenset(skips[p.id])))
+        for t in (await session.exec(select(TimeOff).where(
+                TimeOff.tenant_id == tenant_id, col(TimeOff.staff_id).in_(staff_ids),
+                TimeOff.starts_at < window_end, TimeOff.ends_at > window_start))).all():
+            time_off[t.staff_id].append((t.starts_at, t.ends_at))
+
+    store_resources = list((await session.exec(select(Resource).where(
+        Resource.tenant_id == tenant_id, Resource.store_id == store.id, col(Resource.active).is_(True))
+        .order_by(Resource.name, Resource.id))).all())
+    requirements = [Requirement(str(req.get("kind")), _candidates(req, store_resources))
+                    for req in service.resource_requirements or []]
+    resource_ids = sorted({c.id for r in requirements for c in r.candidates})
+
+    staff_busy: dict[UUID, list] = defaultdict(list)
+    resource_holds: dict[UUID, list] = defaultdict(list)
+    staff_load: dict[tuple[UUID, date], int] = defaultdict(int)
+    refs = [*staff_ids, *resource_ids]
+    if refs:
+        # Plain columns, not entities: a week of a busy store is hundreds of holds, and only spans are needed.
+        holds = select(AppointmentHold.kind, AppointmentHold.ref_id, AppointmentHold.starts_at,
+                       AppointmentHold.ends_at).where(
+            # Through the bookable numbers, so the (bookable_no, starts_at) index finds the holds.
+            col(AppointmentHold.bookable_no).in_(select(Bookable.bookable_no).where(
+                Bookable.tenant_id == tenant_id, col(Bookable.ref_id).in_(refs))),
+            AppointmentHold.tenant_id == tenant_id, col(AppointmentHold.active).is_(True),
+            AppointmentHold.starts_at < window_end, AppointmentHold.starts_at > window_start - MAX_HOLD,
+            AppointmentHold.ends_at > window_start)
+        if ignore_appointment_ids:
+            holds = holds.where(col(AppointmentHold.appointment_id).not_in(ignore_appointment_ids))
+        for h in (await session.exec(holds)).all():
+            if h.kind == "staff":
+                staff_busy[h.ref_id].append((h.starts_at, h.ends_at))
+                staff_load[(h.ref_id, local_date(h.starts_at, tz))] += 1
+            else:
+                resource_holds[h.ref_id].append((h.starts_at, h.ends_at))
+
+    pattern_days = days_between(first - timedelta(days=2), last + timedelta(days=1))
+    working = {s: working_spans(shifts=shifts[s], patterns=patterns[s], time_off=time_off[s],
+                                days=pattern_days, tz=tz) for s in staff_ids}
+    engine = Engine(
+        tz=tz, now=now, duration_minutes=service.duration_minutes, buffer_minutes=service.buffer_minutes,
+        step_minutes=policy.slot_step_minutes, lead_minutes=policy.lead_time_minutes,
+        horizon_days=policy.horizon_days,
+        opening=opening_ranges(days_between(first - timedelta(days=1), last + timedelta(days=1)), hours,
+                               closed, tz),
+        staff_ids=staff_ids, working=working, staff_busy=staff_busy, requirements=requirements,
+        resource_holds=resource_holds, staff_load=staff_load, enforce_window=enforce_window)
+    return Loaded(engine, {r.id: r for r in store_resources}, lacks_skill)
+
+
+# ---------------------------------------------------------------- check one slot
+
+
+def _conflict(verdict: Verdict, requirements) -> Conflict:
+    reasons = set(verdict.reasons)
+    if engine_rules.LACKS_SKILL in reasons:
+        return Conflict("no bookable staff member may perform this service" if verdict.staff_id is None
+                        else "this staff member may not perform this service", code="staff_lacks_skill")
+    if engine_rules.THERAPIST_BUSY in reasons:
+        return Conflict("the staff member is already booked at this time" if verdict.staff_id
+                        else "every skilled staff member on shift is booked at this time", code="staff_busy")
+    if engine_rules.OFF_SHIFT in reasons:
+        return Conflict("the staff member is not on shift for the whole slot" if verdict.staff_id
+                        else "no skilled staff member is on shift for the whole slot", code="staff_off_shift")
+    index = verdict.failed_requirement if verdict.failed_requirement is not None else 0
+    kind = requirements[index].kind if requirements else None
+    return Conflict(f"no free {kind or 'resource'} for requirement {index} of the service",
+                    code="resource_unavailable", requirement=index, kind=kind)
+
+
+async def check_slot(session: AsyncSession, tenant_id: UUID, *, store: Store, service: Service,
+                     staff_id: UUID | None, starts_at: datetime, now: datetime, enforce_window: bool = True,
+                     ignore_appointment_ids: frozenset[UUID] = frozenset()) -> SlotChoice:
+    """Whether the service can be booked at `starts_at` (with `staff_id`, or with anyone skilled), and
+    with whom and which resources. Raises the first reason it cannot (see the module docstring)."""
+    if starts_at.tzinfo is None or starts_at.utcoffset() is None:
+        raise Unprocessable("starts_at: must carry a UTC offset", code="validation_error", title="Invalid request",
+                            errors=[{"field": "starts_at", "message": "must carry a UTC offset",
+                                     "type": "timezone_aware"}])
+    tz = ZoneInfo(store.timezone)
+    start = to_utc(starts_at)
+    day = local_date(start, tz)
+    loaded = await load(session, tenant_id, store=store, service=service, first=day, last=day,
+                        staff_id=staff_id, now=now, enforce_window=enforce_window,
+                        ignore_appointment_ids=ignore_appointment_ids)
+    engine = loaded.engine
+    if (why := engine.window_reason(start)) is not None:
+        raise Unprocessable(WINDOW_MESSAGES[why], code=why)
+    rng = engine.grid.get(start)
+    if rng is None:
+        containing = [r for r in engine.opening if r.start <= start < r.end]
+        if any(not r.closed for r in containing):
+            step = engine.step_minutes
+            raise Unprocessable(f"slots start every {step} minutes from opening time", code="not_on_slot_grid",
+                                step_minutes=step)
+        if containing or day in {r.day for r in engine.opening if r.closed}:
+            raise Conflict("the store is closed that day", code="store_closed")
+        raise Conflict("the store is not open at this time", code="outside_opening_hours")
+    if not service.active:
+        raise Conflict("this service is no longer offered", code="service_inactive")
+    verdict = engine.judge(start, staff_id, lacks_skill=loaded.lacks_skill)
+    if verdict.reasons:
+        first = verdict.reasons[0]
+        if first in (engine_rules.STORE_CLOSED, engine_rules.OUTSIDE_HOURS):
+            raise Conflict("the store is closed that day" if first == engine_rules.STORE_CLOSED
+                           else "the service and its buffer do not fit in the opening hours",
+                           code=CHECK_CODES[first])
+        raise _conflict(verdict, engine.requirements)
+    assert verdict.staff_id is not None
+    return SlotChoice(staff_id=verdict.staff_id, starts_at=verdict.starts_at, ends_at=verdict.ends_at,
+                      blocked_until=verdict.blocked_until,
+                      resources=[[loaded.resources[rid] for rid in ids] for ids in verdict.resources])
+
+
+# ---------------------------------------------------------------- find slots
+
+MAX_RANGE_DAYS = 14
+# Days far from today are typing mistakes (1900, 2206), not questions: refused rather than answered empty.
+OLDEST_DAY = timedelta(days=366)
+FURTHEST_DAY = timedelta(days=2 * 366)
+
+
+def _invalid(field: str, message: str, type_: str) -> Unprocessable:
+    return Unprocessable(f"{field}: {message}", code="validation_error", title="Invalid request",
+                         errors=[{"field": field, "message": message, "type": type_}])
+
+
+def resolve_days(day: date | None, day_from: date | None, day_to: date | None, *, today: date) -> tuple[date, date]:
+    """The local days a request asks about: `date`, or `from`..`to` (`to` defaults to `from`)."""
+    if day is not None and (day_from is not None or day_to is not None):
+        raise _invalid("date", "give either date or from/to, not both", "conflicting_parameters")
+    if day is None and day_from is None:
+        field = "from" if day_to is not None else "date"
+        raise _invalid(field, "a day is required: date=YYYY-MM-DD or from=…&to=…", "missing")
+    first = day if day is not None else day_from
+    last = day if day is not None else (day_to or day_from)
+    assert first is not None and last is not None
+    for name, value in (("date" if day is not None else "from", first), ("to", last)):
+        if not today - OLDEST_DAY <= value <= today + FURTHEST_DAY:
+            raise _invalid(name, f"{value.isoformat()} is too far from today "
+                                 f"({(today - OLDEST_DAY).isoformat()} to {(today + FURTHEST_DAY).isoformat()})",
+                           "date_out_of_range")
+    if last < first:
+        raise _invalid("to", "must not be before from", "range_reversed")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise _invalid("to", f"a range covers at most {MAX_RANGE_DAYS} days", "range_too_long")
+    return first, last
+
+
+@dataclass(frozen=True)
+class Slot:
+    starts_at: datetime
+    ends_at: datetime
+    staff_id: UUID
+    resource_ids: list[UUID]
+
+
+@dataclass(frozen=True)
+class UnavailableSlot:
+    starts_at: datetime
+    ends_at: datetime
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class Availability:
+    slots: list[Slot]
+    unavailable: list[UnavailableSlot] | None
+
+
+async def find_slots(session: AsyncSession, actor: Actor, *, store_id: UUID, service_id: UUID, day_from: date,
+                     day_to: date, staff_id: UUID | None = None, explain: bool = False,
+                     now: datetime | None = None) -> Availability:
+    """Bookable slots of the service at the store on local days `day_from`..`day_to` (one per start: with
+    `staff_id` for that staff member, else the one `check_slot` would pick). `explain` adds every other
+    grid start with its reasons. Range limits are the caller's (the router's) to check."""
+    if actor.kind in ("staff", "integration"):
+        actor.require("appointments:read")
+        actor.require_store(store_id)
+    store = await session.get(Store, (actor.tenant_id, store_id))
+    if store is None:
+        raise NotFound("store not found", code="store_not_found")
+    service = await session.get(Service, (actor.tenant_id, service_id))
+    if service is None:
+        raise NotFound("service not found", code="service_not_found")
+    if staff_id is not None and await session.get(Staff, (actor.tenant_id, staff_id)) is None:
+        raise NotFound("staff member not found", code="staff_not_found")
+    if not service.active:
+        return Availability([], [] if explain else None)
+    loaded = await load(session, actor.tenant_id, store=store, service=service, first=day_from, last=day_to,
+                        staff_id=staff_id, now=now or utcnow(), enforce_window=window_applies(actor))
+    tz = ZoneInfo(store.timezone)
+    slots, unavailable = [], []
+    for verdict in loaded.engine.slots(days_between(day_from, day_to), staff_id, lacks_skill=loaded.lacks_skill):
+        if verdict.bookable:
+            assert verdict.staff_id is not None
+            slots.append(Slot(verdict.starts_at.astimezone(tz), verdict.ends_at.astimezone(tz), verdict.staff_id,
+                              [ids[0] for ids in verdict.resources]))
+        elif explain:
+            unavailable.append(UnavailableSlot(verdict.starts_at.astimezone(tz), verdict.ends_at.astimezone(tz),
+                                               list(verdict.reasons)))
+    return Availability(slots, unavailable if explain else None)

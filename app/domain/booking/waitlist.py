@@ -1,0 +1,209 @@
+"""The waitlist: members waiting for a service (optionally one therapist) at a store on a day.
+
+When an appointment is cancelled or moved, the worker offers the freed slot to the longest-waiting
+matching entry (`waitlist.slot_offered`, which the messaging capability turns into a mini-program
+message). The offer is a nudge, not a hold: the member books through the normal path, which re-checks
+everything, and whoever books first gets the slot. Booking any appointment for that service and day
+closes the member's entries.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import or_, update
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core import audit
+from app.core.actor import Actor
+from app.core.clock import utcnow
+from app.core.errors import AppError, Conflict, NotFound, Unprocessable
+from app.core.outbox import OutboxEvent, emit
+from app.core.pagination import PageParams, paginate
+from app.core.schemas import Strict
+from app.domain.booking.appointments import bookable_store
+from app.domain.booking.models import WaitlistEntry
+from app.domain.catalog import service as catalog
+from app.domain.members import service as members
+from app.domain.tenancy.models import Store
+from app.workers.registry import on
+
+MAX_DAYS_AHEAD = 90
+OPEN_STATUSES = ("waiting", "offered")
+
+
+class WaitlistJoin(Strict):
+    member_id: UUID
+    store_id: UUID
+    service_id: UUID
+    staff_id: UUID | None = Field(None, description="Only this therapist; omitted: anyone who can perform it")
+    day: date = Field(description="Store-local day (YYYY-MM-DD)")
+
+
+class WaitlistOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    member_id: UUID
+    store_id: UUID
+    service_id: UUID
+    staff_id: UUID | None
+    day: date
+    status: str
+    offered_at: datetime | None
+    offered_starts_at: datetime | None
+    appointment_id: UUID | None
+    created_at: datetime | None
+
+
+def store_today(store: Store) -> date:
+    return utcnow().astimezone(ZoneInfo(store.timezone)).date()
+
+
+async def join(session: AsyncSession, actor: Actor, data: WaitlistJoin) -> WaitlistEntry:
+    """Put a member on the waitlist; patients for themselves or their family, staff for anyone."""
+    if actor.kind != "patient":
+        actor.require("appointments:write")
+        actor.require_store(data.store_id)
+    store = await bookable_store(session, actor, data.store_id)
+    member = await members.get_member_row(session, actor, data.member_id)
+    if member.status != "active":
+        raise Conflict(f"member is {member.status}", code="member_inactive")
+    service = await catalog.get_service_row(session, actor, data.service_id)
+    if not service.active:
+        raise Conflict("this service is no longer offered", code="service_inactive")
+    today = store_today(store)
+    if not today <= data.day <= today + timedelta(days=MAX_DAYS_AHEAD):
+        raise Unprocessable(f"day must be between today and {MAX_DAYS_AHEAD} days ahead (store time)",
+                            code="validation_error", field="day")
+    duplicate = (await session.exec(select(WaitlistEntry.id).where(
+        WaitlistEntry.tenant_id == actor.tenant_id, WaitlistEntry.member_id == member.id,
+        WaitlistEntry.store_id == store.id, WaitlistEntry.service_id == service.id, WaitlistEntry.day == data.day,
+        WaitlistEntry.status.in_(OPEN_STATUSES)))).first()
+    if duplicate is not None:
+        raise Conflict("the member is already waiting for this service on this day", code="already_waiting",
+                       existing_id=str(duplicate))
+    entry = WaitlistEntry(tenant_id=actor.tenant_id, member_id=member.id, store_id=store.id,
+                          service_id=service.id, staff_id=data.staff_id, day=data.day, updated_at=utcnow())
+    session.add(entry)
+    await session.flush()
+    audit.record(session, "waitlist.join", "waitlist_entry", entry.id, member_id=str(member.id),
+                 day=data.day.isoformat())
+    return entry
+
+
+async def _entry(session: AsyncSession, actor: Actor, entry_id: UUID) -> WaitlistEntry:
+    entry = await session.get(WaitlistEntry, (actor.tenant_id, entry_id), with_for_update=True)
+    if entry is None:
+        raise NotFound("waitlist entry not found", code="waitlist_entry_not_found")
+    if actor.kind == "patient":
+        await members.get_member_row(session, actor, entry.member_id)  # 404 unless self or family
+    else:
+        actor.require("appointments:write")
+        actor.require_store(entry.store_id)
+    return entry
+
+
+async def leave(session: AsyncSession, actor: Actor, entry_id: UUID) -> WaitlistEntry:
+    entry = await _entry(session, actor, entry_id)
+    if entry.status not in OPEN_STATUSES:
+        raise Conflict(f"the entry is already {entry.status}", code="invalid_status")
+    entry.status, entry.updated_at = "cancelled", utcnow()
+    session.add(entry)
+    audit.record(session, "waitlist.leave", "waitlist_entry", entry.id)
+    return entry
+
+
+async def list_entries(session: AsyncSession, actor: Actor, params: PageParams, *, store_id: UUID | None,
+                       day: date | None, member_id: UUID | None, status: str | None):
+    stmt = select(WaitlistEntry).where(WaitlistEntry.tenant_id == actor.tenant_id)
+    if actor.kind == "patient":
+        if member_id is None:
+            raise AppError("member_id is required", code="validation_error", status=422, field="member_id")
+        await members.get_member_row(session, actor, member_id)
+    else:
+        actor.require("appointments:read")
+        if store_id is not None:
+            actor.require_store(store_id)
+        elif actor.store_ids is not None:
+            stmt = stmt.where(WaitlistEntry.store_id.in_(actor.store_ids))
+    for column, value in ((WaitlistEntry.store_id, store_id), (WaitlistEntry.day, day),
+                          (WaitlistEntry.member_id, member_id), (WaitlistEntry.status, status)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return await paginate(session, stmt, WaitlistEntry.id, params)
+
+
+# ---------------------------------------------------------------- worker: offer freed slots
+
+
+@on("appointment.cancelled", "appointment.rescheduled")
+async def offer_freed_slot(session: AsyncSession, event: OutboxEvent) -> None:
+    """Offer the slot a cancellation (or the old time of a reschedule) freed to the first matching waiter."""
+    from app.domain.booking.availability import check_slot
+    from app.domain.catalog.models import Service
+
+    payload = event.payload
+    freed = payload.get("previous_starts_at") if event.topic == "appointment.rescheduled" else payload["starts_at"]
+    if freed is None:
+        return
+    starts_at = datetime.fromisoformat(freed)
+    if starts_at <= utcnow():
+        return
+    tenant_id, store_id = event.tenant_id, UUID(payload["store_id"])
+    service_id = UUID(payload["service_id"])
+    staff_id = UUID(payload["previous_staff_id"] if event.topic == "appointment.rescheduled"
+                    and payload.get("previous_staff_id") else payload["staff_id"])
+    store = await session.get(Store, (tenant_id, store_id))
+    service = await session.get(Service, (tenant_id, service_id))
+    if store is None or service is None:
+        return
+    day = starts_at.astimezone(ZoneInfo(store.timezone)).date()
+    waiting = (await session.exec(
+        select(WaitlistEntry).where(
+            WaitlistEntry.tenant_id == tenant_id, WaitlistEntry.store_id == store_id,
+            WaitlistEntry.service_id == service_id, WaitlistEntry.day == day, WaitlistEntry.status == "waiting",
+            or_(WaitlistEntry.staff_id.is_(None), WaitlistEntry.staff_id == staff_id))
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id).limit(1).with_for_update(skip_locked=True))).first()
+    if waiting is None:
+        return
+    try:  # someone may have taken the slot between the cancellation and now
+        await check_slot(session, tenant_id, store=store, service=service, staff_id=staff_id,
+                         starts_at=starts_at, now=utcnow(), enforce_window=False)
+    except AppError:
+        return
+    waiting.status, waiting.offered_at, waiting.offered_starts_at = "offered", utcnow(), starts_at
+    waiting.updated_at = utcnow()
+    session.add(waiting)
+    await emit(session, "waitlist.slot_offered", {
+        "entry_id": str(waiting.id), "member_id": str(waiting.member_id), "store_id": str(store_id),
+        "service_id": str(service_id), "staff_id": str(staff_id), "starts_at": starts_at.isoformat()},
+        tenant_id=tenant_id)
+
+
+@on("appointment.booked")
+async def close_entries_on_booking(session: AsyncSession, event: OutboxEvent) -> None:
+    """A member who booked that service on that day no longer waits for it."""
+    payload = event.payload
+    store = await session.get(Store, (event.tenant_id, UUID(payload["store_id"])))
+    if store is None:
+        return
+    day = datetime.fromisoformat(payload["starts_at"]).astimezone(ZoneInfo(store.timezone)).date()
+    await session.execute(update(WaitlistEntry).where(
+        WaitlistEntry.tenant_id == event.tenant_id, WaitlistEntry.member_id == UUID(payload["member_id"]),
+        WaitlistEntry.store_id == store.id, WaitlistEntry.service_id == UUID(payload["service_id"]),
+        WaitlistEntry.day == day, WaitlistEntry.status.in_(OPEN_STATUSES),
+    ).values(status="booked", appointment_id=UUID(payload["appointment_id"]), updated_at=utcnow()))
+
+
+@members.merge_mover("waitlist_entries")
+async def _move_waitlist(session: AsyncSession, tenant_id: UUID, duplicate_id: UUID,
+                         survivor_id: UUID) -> dict[str, int]:
+    moved = await session.execute(update(WaitlistEntry).where(WaitlistEntry.tenant_id == tenant_id,
+                                                              WaitlistEntry.member_id == duplicate_id)
+                                  .values(member_id=survivor_id, updated_at=utcnow()))
+    return {"waitlist_entries": moved.rowcount}
