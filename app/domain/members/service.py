@@ -111,6 +111,11 @@ async def _tags_of(session: AsyncSession, tenant_id: UUID, member_ids: list[UUID
     return out
 
 
+async def tags_of(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> list[str]:
+    """For other contexts (checkout's member-tier discounts): the member's tag names."""
+    return (await _tags_of(session, tenant_id, [member_id]))[member_id]
+
+
 async def _definitions(session: AsyncSession, tenant_id: UUID) -> list[CustomFieldDefinition]:
     stmt = select(CustomFieldDefinition).where(CustomFieldDefinition.tenant_id == tenant_id)
     return list((await session.exec(stmt.order_by(CustomFieldDefinition.position, CustomFieldDefinition.key))).all())

@@ -135,6 +135,33 @@ async def reverse_service(session: AsyncSession, actor: Actor, record_id: UUID, 
     return record
 
 
+async def hold_for_checkout(session: AsyncSession, actor: Actor, record_id: UUID, *, member_id: UUID,
+                            order_id: UUID) -> ServiceRecord:
+    """For checkout: claim a completed service that waits for payment for an order (locks the record, so
+    two orders cannot both charge it). The order releases it again if it is cancelled."""
+    record = await session.get(ServiceRecord, (actor.tenant_id, record_id), with_for_update=True,
+                               populate_existing=True)
+    if record is None or record.member_id != member_id:
+        raise NotFound("service record not found", code="service_record_not_found")
+    if record.status != "completed" or record.settlement != "checkout":
+        raise Conflict("this service was not left for payment at checkout", code="service_record_not_payable")
+    if record.order_id is not None:
+        raise Conflict("this service is already charged by another order", code="service_record_settled",
+                       order_id=str(record.order_id))
+    record.order_id = order_id
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def release_from_checkout(session: AsyncSession, actor: Actor, order_id: UUID) -> int:
+    """For checkout: a cancelled order gives back the services it had claimed (they wait for payment again)."""
+    released = await session.execute(update(ServiceRecord).where(
+        ServiceRecord.tenant_id == actor.tenant_id, ServiceRecord.order_id == order_id,
+        ServiceRecord.settlement == "checkout").values(order_id=None))
+    return released.rowcount
+
+
 async def get_record(session: AsyncSession, actor: Actor, record_id: UUID) -> ServiceRecord:
     if actor.kind == "patient":
         record = await _record(session, actor, record_id)
