@@ -1,4 +1,4 @@
-"""careloop serve | worker | migrate | create-tenant | seed-demo | export-openapi | verify-audit"""
+"""careloop serve | worker | migrate | create-tenant | seed-demo | export-openapi | verify-audit | fake-wechat"""
 
 from __future__ import annotations
 
@@ -190,6 +190,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fake_wechat(args: argparse.Namespace) -> int:
+    from app.integrations.wechat.fake_pay import FakeWeChatPay, private_pem, public_pem
+    from app.integrations.wechat.fake_server import FakeWeChat, serve
+
+    # WeChat Pay's fake beside it, for the same mini-program; its keys go to files CareLoop reads (a PEM
+    # does not fit an env var well).
+    pay = FakeWeChatPay(appid=FakeWeChat().appid).start(host=args.host, port=args.pay_port)
+    keys = get_settings().data_dir / "fake-wechat-pay"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "merchant-key.pem").write_text(private_pem(pay.merchant_key))
+    (keys / "platform-public.pem").write_text(public_pem(pay.platform_key))
+    print(f"Fake WeChat Pay on {pay.base_url} — and for payments:\n", flush=True)
+    for name, value in {
+        "WECHAT_PAY_BASE_URL": pay.base_url, "WECHAT_PAY_MCHID": pay.mchid, "WECHAT_PAY_APPID": pay.appid,
+        "WECHAT_PAY_SERIAL_NO": pay.merchant_serial_no, "WECHAT_PAY_API_V3_KEY": pay.api_v3_key,
+        "WECHAT_PAY_PRIVATE_KEY_FILE": keys / "merchant-key.pem",
+        "WECHAT_PAY_PLATFORM_CERTS": f"{pay.platform_serial_no}:{keys / 'platform-public.pem'}",
+        "WECHAT_PAY_NOTIFY_URL": "http://127.0.0.1:8000/api/v1/payments/wechat/notify",
+    }.items():
+        print(f"  export {name}={value}")
+    print("  (the fake marks an order paid when asked: POST /__fake__/pay/{out_trade_no} sends the notification)\n",
+          flush=True)
+    try:
+        serve(host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pay.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="careloop", description="CareLoop: clinic and wellness chain backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify-audit", help="check a tenant's audit hash chain (exit 2 when broken)")
     verify.add_argument("--tenant", required=True, help="tenant code")
     verify.set_defaults(func=cmd_verify_audit)
+
+    fake = sub.add_parser("fake-wechat", help="serve fake WeChat mini-program, WeCom and WeChat Pay APIs")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9009)
+    fake.add_argument("--pay-port", type=int, default=9010, help="port of the fake WeChat Pay beside it")
+    fake.set_defaults(func=cmd_fake_wechat)
     return parser
 
 

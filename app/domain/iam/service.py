@@ -390,6 +390,19 @@ async def login(
     return tokens
 
 
+async def sign_in_wecom_user(session: AsyncSession, tenant_id: UUID, wecom_userid: str) -> TokenResponse:
+    """Staff tokens for the active staff member with this WeCom userid (after WeCom's OAuth named them)."""
+    await set_tenant(session, tenant_id)
+    stmt = (select(Staff).where(Staff.tenant_id == tenant_id, Staff.wecom_userid == wecom_userid,
+                                Staff.active.is_(True)).order_by(Staff.created_at).limit(1))
+    staff = (await session.exec(stmt)).first()
+    if staff is None:
+        raise Unauthorized("no active staff member has this WeCom account", code="wecom_user_not_linked")
+    tokens = await _issue_staff_tokens(session, tenant_id, staff.id, new_id())
+    audit.record(session, "auth.login", "staff", staff.id, method="wecom")
+    return tokens
+
+
 def _split_refresh(token: str) -> UUID:
     try:
         return UUID(token.split(".", 1)[0])
