@@ -5,6 +5,9 @@
 
 A handler runs in its own transaction scoped to the event's tenant; the (event, handler) pair is
 recorded in that same transaction, so a handler whose work committed is never run again.
+
+`@on("*")` registers a handler for every topic (outgoing webhooks fan out from it). It runs after the
+topic's own handlers; it must be cheap for topics it does not care about, as it sees every event.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from app.core.outbox import OutboxEvent
 Handler = Callable[[AsyncSession, OutboxEvent], Awaitable[None]]
 
 HANDLERS: dict[str, list[tuple[str, Handler]]] = {}
+WILDCARD = "*"
 
 
 def handler_name(fn: Handler) -> str:
@@ -36,4 +40,7 @@ def on(*topics: str) -> Callable[[Handler], Handler]:
 
 
 def handlers_for(topic: str) -> list[tuple[str, Handler]]:
-    return list(HANDLERS.get(topic, []))
+    """The topic's own handlers, then the wildcard ones (a handler registered for both runs once)."""
+    own = list(HANDLERS.get(topic, []))
+    names = {name for name, _ in own}
+    return own + [(name, fn) for name, fn in HANDLERS.get(WILDCARD, []) if name not in names]

@@ -54,6 +54,8 @@ PERMISSIONS: dict[str, str] = {
     "tasks:write": "Create and complete follow-up tasks",
     "automation:write": "Edit automation rules",
     "messaging:write": "Edit templates and send messages",
+    # Owner and store managers (the manager preset takes every permission it does not exclude).
+    "chat_sync:run": "Start a WeCom chat-record sync now instead of waiting for the schedule",
 }
 
 _ALL = set(PERMISSIONS)

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: outbox events delivered, signed, to integrators' HTTPS endpoints."""

@@ -1,0 +1,35 @@
+"""The outbox topics integrators may subscribe to.
+
+Publishing a topic makes its payload a public contract, so topics are listed here on purpose rather than
+every internal event being exposed (`wecom.msgaudit_notify`, reminders due, …). A context that wants its
+event delivered adds it here; the payload is the outbox payload as emitted.
+"""
+
+from __future__ import annotations
+
+WEBHOOK_TOPICS: dict[str, str] = {
+    "member.created": "A member was created",
+    "member.merged": "A duplicate member was merged into another",
+    "member.erased": "A member's personal data was erased",
+    "appointment.booked": "An appointment was booked",
+    "appointment.rescheduled": "An appointment was moved",
+    "appointment.cancelled": "An appointment was cancelled",
+    "appointment.checked_in": "A member checked in",
+    "appointment.no_show": "A member did not come",
+    "appointment.completed": "An appointment was completed",
+    "service.completed": "A service was completed (sessions, stock and commission booked)",
+    "service.reversed": "A completed service was reversed",
+    "card.issued": "A course or stored-value card was issued",
+    "card.transferred": "A card moved to another member",
+    "card.expiring": "A card expires within a week",
+    "card.expired": "A card expired",
+    "card.closed": "A card was closed",
+    "card.sessions_low": "A card has few sessions left",
+    "order.paid": "An order was paid",
+    "order.cancelled": "An order was cancelled",
+    "refund.completed": "A refund went back to its tenders",
+    "points.earned": "Points were earned",
+    "points.redeemed": "Points were spent",
+    "coupon.issued": "A coupon was issued",
+    "coupon.used": "A coupon was used",
+}
