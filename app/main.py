@@ -16,17 +16,26 @@ from app.api.v1 import (
     availability,
     calendar,
     cards,
+    care,
     catalog,
+    chatsync,
     health,
     inventory,
+    loyalty,
     member_imports,
     members,
+    messaging,
+    orders,
     platform,
+    refunds,
+    reports,
     schedule,
     staff,
     stores,
     visits,
     waitlist,
+    webhooks,
+    wechat,
 )
 from app.core import db
 from app.core.embedded import resolve_urls
@@ -105,6 +114,18 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(availability.router, prefix=API_PREFIX)
     app.include_router(schedule.router, prefix=API_PREFIX)
     app.include_router(appointments.router, prefix=API_PREFIX)
+    app.include_router(care.router, prefix=API_PREFIX)
+    app.include_router(loyalty.router, prefix=API_PREFIX)
+    app.include_router(orders.router, prefix=API_PREFIX)
+    app.include_router(orders.notify_router, prefix=API_PREFIX)
+    app.include_router(refunds.router, prefix=API_PREFIX)
+    app.include_router(refunds.notify_router, prefix=API_PREFIX)
+    app.include_router(reports.router, prefix=API_PREFIX)
+    app.include_router(messaging.router, prefix=API_PREFIX)
+    app.include_router(wechat.router, prefix=API_PREFIX)
+    app.include_router(wechat.callback_router, prefix=API_PREFIX)
+    app.include_router(chatsync.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
 
     from app.graphql.schema import graphql_router
 

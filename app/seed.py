@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import select
+from sqlmodel import select, update
 
 from app.core.actor import Actor
 from app.core.context import RequestContext, reset_context, set_context
 from app.core.db import session_scope
+from app.domain.care import seed_rules as care_rules
+from app.domain.care.models import AutomationRule
 from app.domain.catalog import service as catalog
 from app.domain.catalog.schemas import (
     CommissionRule,
@@ -20,11 +22,13 @@ from app.domain.catalog.schemas import (
     ResourceRequirement,
     ServiceCreate,
 )
+from app.domain.checkout.demo import seed_checkout
 from app.domain.iam import service as iam
 from app.domain.iam.models import Staff
 from app.domain.iam.schemas import StaffCreate
 from app.domain.inventory import service as inventory
 from app.domain.inventory.schemas import MovementCreate, ThresholdSet
+from app.domain.loyalty.demo import seed_loyalty
 from app.domain.members import service as members
 from app.domain.members.schemas import (
     FamilyCreate,
@@ -38,6 +42,7 @@ from app.domain.members.schemas import (
     TagCreate,
     TagGroupCreate,
 )
+from app.domain.messaging.demo import seed_messaging
 from app.domain.tenancy import service as tenancy
 from app.domain.tenancy.models import Store, Tenant
 from app.domain.tenancy.schemas import StoreCreate
@@ -352,6 +357,7 @@ async def create_tenant_with_owner(*, code: str, name: str, owner_username: str,
             tenant = await tenancy.create_tenant(session, code=code, name=name)
             await iam.install_preset_roles(session, tenant.id)
             await iam.create_owner(session, tenant.id, owner_username, owner_password)
+            await care_rules.install_seed_rules(session, tenant.id)
         return tenant
     finally:
         reset_context(token)
@@ -385,10 +391,20 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
             member_names = await _seed_members(session, actor, stores, staff_ids)
             issued_cards = await _seed_cards(session, actor, stores, staff_ids)
             bookings = await _seed_booking(session, actor, stores, staff_ids)
+            coupons = await seed_loyalty(session, actor)
+            orders = await seed_checkout(session, actor, stores, staff_ids)
+            templates = await seed_messaging(session, actor)
+            # The demo has the templates the message rules wait for: switch those rules on.
+            await session.execute(update(AutomationRule).where(
+                AutomationRule.tenant_id == tenant.id,
+                AutomationRule.key.in_(("care_after_treatment", "appointment_reminder"))).values(enabled=True))
             owner = (await session.exec(select(Staff).where(Staff.username == "owner"))).one()
             owner.display_name = "王建国"
             session.add(owner)
+            rules = await care_rules.rule_summaries(session, tenant.id)
     finally:
         reset_context(token)
     return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores],
-                      "members": member_names, "cards": issued_cards, "appointments": bookings}
+                      "members": member_names, "cards": issued_cards, "appointments": bookings,
+                      "coupons": coupons, "orders": orders, "message_templates": templates,
+                      "automation_rules": rules}

@@ -74,6 +74,78 @@ class Settings(BaseSettings):
     import_max_bytes: int = 10 * 1024 * 1024
     import_max_rows: int = 20_000
 
+    # WeChat Pay v3 (JSAPI for the mini-program). Unset WECHAT_PAY_MCHID switches WeChat Pay off; once it is
+    # set, every other field below without a default is required (a half-configured merchant is an error,
+    # not a silently disabled tender). See app/integrations/wechat/pay.py.
+    wechat_pay_base_url: str = "https://api.mch.weixin.qq.com"
+    wechat_pay_mchid: str | None = None
+    wechat_pay_appid: str | None = None
+    # Serial number of the merchant API certificate whose private key signs our requests.
+    wechat_pay_serial_no: str | None = None
+    wechat_pay_private_key: str | None = None
+    wechat_pay_private_key_file: Path | None = None
+    # The 32-character APIv3 key set in the merchant platform; decrypts notifications.
+    wechat_pay_api_v3_key: str | None = None
+    # "serial:/path/cert-or-key.pem[,serial2:/path2.pem]": WeChat's platform certificates or its
+    # platform public key (微信支付公钥, serial PUB_KEY_ID_…); inline PEM text works in place of a path,
+    # and a certificate file may omit "serial:" (its own serial number is used).
+    wechat_pay_platform_certs: str | None = None
+    # Our payment notification URL (https, no query string); refunds notify at this URL + "/refund".
+    wechat_pay_notify_url: str | None = None
+    wechat_pay_order_timeout_minutes: int = 15
+
+    # WeChat mini-program and WeCom (企业微信). Base URLs are settings so tests and `careloop fake-wechat`
+    # point them at a local fake. One mini-program and one WeCom corp serve every tenant for now (see README).
+    wechat_api_base_url: str = "https://api.weixin.qq.com"
+    wecom_api_base_url: str = "https://qyapi.weixin.qq.com"
+    wechat_mini_appid: str | None = None
+    wechat_mini_secret: str | None = None
+    wecom_corp_id: str | None = None
+    wecom_agent_id: str | None = None
+    # The self-built app's secret; the app must be in 客户联系 → 可调用应用 for external-contact calls.
+    wecom_secret: str | None = None
+    # Callback (接收消息服务器) Token and 43-character EncodingAESKey from the WeCom admin console.
+    wecom_callback_token: str | None = None
+    wecom_callback_aes_key: str | None = None
+    # Callbacks whose timestamp is further than this from our clock are refused (replay window).
+    wecom_callback_max_skew_seconds: int = 300
+    wechat_http_timeout_seconds: float = 10.0
+
+    # Outbound messages (app/domain/messaging): delivery attempts per message before it is dead-lettered,
+    # and the exponential backoff between attempts (base * 2^(n-1), capped).
+    message_max_attempts: int = 5
+    message_backoff_base_seconds: float = 30.0
+    message_backoff_max_seconds: float = 3600.0
+    # SMS through a generic HTTP gateway (HMAC-signed JSON POST); unset SMS_GATEWAY_URL logs SMS instead of
+    # sending them. No specific Chinese SMS vendor is integrated: put a small adapter service in front of one.
+    sms_gateway_url: str | None = None
+    sms_gateway_key_id: str = "careloop"
+    sms_gateway_secret: str | None = None
+    sms_gateway_timeout_seconds: float = 10.0
+
+    # WeCom chat-record archive (会话内容存档), see app/domain/chatsync. The native Finance SDK
+    # (libWeWorkFinanceSdk_C.so) is loaded from this path when set; unset, chat sync has no source.
+    wecom_finance_sdk_path: Path | None = None
+    # The archive's own Secret (管理工具 → 会话内容存档), not the app secret; the corp is WECOM_CORP_ID.
+    wecom_msgaudit_secret: str | None = None
+    # RSA private keys matching the message-encryption public keys set in the admin console, by version:
+    # "3:<PEM>" or "3:/path/key.pem[,4:/path/key4.pem]"; a bare PEM (or file) is version 1. Old versions
+    # stay configured as long as records encrypted under them may still be fetched.
+    wecom_msgaudit_private_key: str | None = None
+    wecom_msgaudit_private_key_file: Path | None = None
+    wecom_msgaudit_proxy: str | None = None
+    wecom_msgaudit_proxy_password: str | None = None
+    chat_sync_batch_size: int = 500  # records per GetChatData call (WeCom allows at most 1000)
+    chat_sync_timeout_seconds: int = 10
+
+    # Outgoing webhooks (app/domain/webhooks). Plain http:// receivers on localhost are accepted only
+    # when this is on (default: on in development, off otherwise); everything else must be https.
+    webhook_allow_http_localhost: bool | None = None
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_base_seconds: float = 30.0
+    webhook_backoff_max_seconds: float = 6 * 3600.0
+
     @property
     def embedded_database(self) -> bool:
         return not self.database_url

@@ -20,6 +20,8 @@ from app.core.settings import Settings
 from app.domain.tenancy import service as tenancy
 from app.domain.tenancy.models import Store
 from app.graphql.booking import BookingMutations, BookingQueries
+from app.graphql.care import CareMutations, CareQueries
+from app.graphql.checkout import CheckoutMutations, CheckoutQueries
 from app.graphql.context import Context, get_context, page_limit, parse_id
 from app.graphql.members import MemberMutations, MemberQueries
 
@@ -112,8 +114,8 @@ class ProblemCodes(SchemaExtension):
             )
 
 
-Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries))
-Mutation = merge_types("Mutation", (MemberMutations, BookingMutations))
+Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries, CheckoutQueries, CareQueries))
+Mutation = merge_types("Mutation", (MemberMutations, BookingMutations, CheckoutMutations, CareMutations))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

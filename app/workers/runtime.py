@@ -16,6 +16,10 @@ from sqlalchemy import text
 from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.domain.cards.jobs import run_card_housekeeping
+from app.domain.care.engine import run_care_schedules
+from app.domain.chatsync.service import run_chat_sync
+from app.domain.checkout.jobs import run_wechat_order_timeouts
+from app.domain.webhooks.service import run_webhook_deliveries
 from app.workers import dispatch, subscribers  # noqa: F401  (subscribers registers handlers)
 from app.workers.relay import run_relay
 
@@ -45,10 +49,21 @@ async def purge_expired(ctx: dict[str, Any] | None = None) -> dict[str, int]:
     return {"idempotency_keys": keys.rowcount, "outbox": events.rowcount, "refresh_tokens": tokens.rowcount}
 
 
-FUNCTIONS = [dispatch.dispatch_event, purge_expired, run_card_housekeeping]
+FUNCTIONS = [dispatch.dispatch_event, purge_expired, run_card_housekeeping, run_care_schedules,
+             run_wechat_order_timeouts,
+             run_chat_sync, run_webhook_deliveries]
 CRON_JOBS = [
     cron(purge_expired, hour={3}, minute={17}, run_at_startup=False),
     cron(run_card_housekeeping, minute={5}, run_at_startup=True),  # hourly, and once at start
+    # Schedule-triggered care rules (birthdays, inactivity, visits ahead) and overdue task notices: hourly, so
+    # every store's local day is covered soon after it starts; cause keys make reruns find nothing new.
+    cron(run_care_schedules, minute={11}, run_at_startup=True),
+    # Every minute: an unpaid WeChat order is closed within a minute of its expiry (default 15 min).
+    cron(run_wechat_order_timeouts, second={30}, run_at_startup=False),
+    # Chat archive every 5 minutes (WeCom's msgaudit notice triggers it sooner; notices can be lost).
+    cron(run_chat_sync, minute=set(range(2, 60, 5)), run_at_startup=False),
+    # Webhook retries whose backoff has run out (first attempts go out at once through the outbox).
+    cron(run_webhook_deliveries, second={45}, run_at_startup=False),
 ]
 
 
@@ -82,6 +97,10 @@ class BackgroundWorker:
         self.pool: ArqRedis | None = None
 
     async def start(self) -> None:
+        from app.domain.messaging.channels import configure as configure_message_channels
+
+        # WeChat/WeCom channels share access tokens through this Redis (embedded mode has no REDIS_URL).
+        configure_message_channels(redis_url=self.redis_url)
         self.pool = await create_queue_pool(self.redis_url)
         self.worker = build_worker(self.redis_url)
         self.tasks = [

@@ -207,6 +207,120 @@ async def _tenant_target(ctx: Ctx) -> str:
     return str(tenant_of(ctx.kit))
 
 
+def _coupon_template_body(ctx: Ctx) -> dict:
+    return {"name": f"满300减50{_uid()}", "kind": "threshold", "value": 5000, "threshold_fen": 30000,
+            "valid_days": 30, "description": "全场通用"}
+
+
+async def _coupon_template_target(ctx: Ctx) -> str:
+    return await ctx.created("/coupon-templates", _coupon_template_body(ctx))
+
+
+async def _coupon_target(ctx: Ctx) -> str:
+    return await ctx.created("/coupons", {"template_id": await ctx.target("coupon_template_id"),
+                                          "member_id": ctx.member_id, "reason": "新客礼"})
+
+
+async def _message_template_target(ctx: Ctx) -> str:
+    """A message template's key (the path parameter of /message-templates/{key})."""
+    key = f"care_{_uid()}"
+    await ctx.created("/message-templates", {"key": key, "name": "护理关怀", "channel": "sms",
+                                             "body": "{{name}}您好，今天的{{service}}后注意保暖",
+                                             "variables": ["name", "service"]})
+    return key
+
+
+async def _subscribe_template_target(ctx: Ctx) -> str:
+    """Not a path parameter: the WeChat template id of a subscribe template, for consent reports."""
+    wechat_id = f"tmpl-{_uid()}"
+    await ctx.created("/message-templates", {"key": f"remind_{_uid()}", "name": "预约提醒",
+                                             "channel": "mini_program_subscribe", "wechat_template_id": wechat_id,
+                                             "body": "{{name}}您好", "variables": ["name"],
+                                             "wechat_fields": {"thing1": "{{name}}"}})
+    return wechat_id
+
+
+def _message_body(ctx: Ctx) -> dict:
+    return {"template_key": ctx.made["key"], "member_id": ctx.member_id,
+            "variables": {"name": "王小明", "service": "推拿"}}
+
+
+async def _message_target(ctx: Ctx) -> str:
+    await ctx.target("key")
+    return await ctx.created("/messages", _message_body(ctx))
+
+
+async def _external_contact_target(ctx: Ctx) -> str:
+    # WeCom external contacts come from WeCom (callbacks, lookups), not from a POST: store one directly.
+    from app.core.db import session_scope
+    from app.domain.wechat_links.models import WecomExternalContact
+
+    tenant_id = tenant_of(ctx.kit)
+    external_userid = f"wm{uuid.uuid4().hex[:30]}"
+    async with session_scope(tenant_id) as session:
+        session.add(WecomExternalContact(tenant_id=tenant_id, external_userid=external_userid, name="王先生",
+                                         follow_userids=["therapist"]))
+    return external_userid
+
+
+async def _page_url_target(ctx: Ctx) -> str:
+    return "https://sidebar.example.com/member?from=chat"
+
+
+async def _order_target(ctx: Ctx) -> str:
+    """A paid cash order (cancelling it is a clean 409; it exists for reads and receipts)."""
+    return await ctx.created("/orders", _order_body(ctx, await ctx.target("service_id")))
+
+
+def _order_body(ctx: Ctx, service_id: str) -> dict:
+    return {"member_id": ctx.member_id, "store_id": ctx.store_id, "note": "肩颈放松",
+            "lines": [{"type": "service", "service_id": service_id}],
+            "payments": [{"method": "cash", "amount": 19800, "cash_received": 20000}]}
+
+
+def _wechat_notification(ctx: Ctx) -> dict:
+    """The shape of WeChat Pay's notification envelope (unsigned here: every case must be refused)."""
+    return {"id": str(uuid.uuid4()), "create_time": "2026-11-28T10:00:00+08:00", "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                         "ciphertext": base64.b64encode(b"x" * 48).decode(), "associated_data": "transaction",
+                         "nonce": "abcdef012345"}}
+
+
+async def _refund_target(ctx: Ctx) -> str:
+    """A refund waiting for one approval that the owner may give (a front desk clerk requested it)."""
+    r = await ctx.client.put(f"{API}/checkout/settings", json={"refund_approval_threshold": 100,
+                                                               "approval_levels": [["owner"]]},
+                             headers=ctx.kit.auth())
+    assert r.status_code == 200, f"setup PUT /checkout/settings: {r.status_code} {r.text}"
+    desk = await ctx.kit.staff(["front_desk"], [ctx.store_id])
+    r = await ctx.kit.post(f"/orders/{await ctx.target('order_id')}/refunds", {"amount": 10000, "reason": "不满意"},
+                           token=desk["token"])
+    assert r.status_code == 201, f"setup POST refund: {r.status_code} {r.text}"
+    return r.json()["id"]
+
+
+def _days_ago() -> str:
+    """A past day (a day closes once; random so repeated closes rarely clash, and a clash is a clean 409)."""
+    return (date.today() - timedelta(days=2 + uuid.uuid4().int % 3000)).isoformat()
+
+
+def _wechat_refund_notification(ctx: Ctx) -> dict:
+    return {**_wechat_notification(ctx), "event_type": "REFUND.SUCCESS", "summary": "退款成功"}
+
+
+def _rule_body(ctx: Ctx) -> dict:
+    return {"key": f"renewal_{_uid()}", "name": "续卡提醒", "description": "剩余2次时提醒顾问",
+            "trigger": {"type": "event", "topic": "card.sessions_low", "filter": {"remaining": {"lte": 2}}},
+            "delay": {"minutes": 60}, "quiet_hours": {"start": "21:00", "end": "09:00"},
+            "actions": [{"type": "create_task", "kind": "renewal", "assignee": "consultant", "title": "续卡跟进"}]}
+
+
+def _task_body(ctx: Ctx) -> dict:
+    return {"kind": "follow_up", "title": "术后回访", "description": "询问恢复情况", "member_id": ctx.member_id,
+            "due_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
+
+
 # Existing resources for path parameters, by parameter name.
 TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "store_id": lambda ctx: ctx.created("/stores", {"name": f"徐汇店{_uid()}"}),
@@ -217,6 +331,9 @@ TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "family_id": _family_target,
     "field_id": lambda ctx: ctx.created("/member-fields", {"key": f"k{_uid()}", "label": "喜好", "type": "text"}),
     "event_id": _no_real_target,
+    "subscription_id": lambda ctx: ctx.created("/webhook-subscriptions", {
+        "url": "https://his.example.com/careloop/hooks", "event_types": ["member.created"]}),
+    "delivery_id": _no_real_target,  # deliveries are made by the worker; an unknown id still exercises the route
     "import_id": _import_target,
     "consumable_id": lambda ctx: ctx.created("/consumables", {"name": f"艾条{_uid()}", "unit": "根"}),
     "product_id": lambda ctx: ctx.created("/products", {"name": f"养生茶{_uid()}", "unit": "罐", "price": 9800}),
@@ -237,6 +354,17 @@ TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "entry_id": _waitlist_target,
     "token": _feed_token_target,
     "tenant_id": _tenant_target,
+    "rule_id": lambda ctx: ctx.created("/automation-rules", _rule_body(ctx)),
+    "task_id": lambda ctx: ctx.created("/tasks", _task_body(ctx)),
+    "order_id": _order_target,
+    "key": _message_template_target,
+    "message_id": _message_target,
+    "wechat_template_id": _subscribe_template_target,  # not a path parameter: consent reports' set-up
+    "coupon_template_id": _coupon_template_target,
+    "coupon_id": _coupon_target,
+    "refund_id": _refund_target,
+    "external_userid": _external_contact_target,
+    "url": _page_url_target,  # not a path parameter: the JS-SDK signature's required ?url=
 }
 
 
@@ -245,7 +373,10 @@ class Write:
     """How to make one valid request to a POST/PATCH endpoint."""
 
     body: Callable[[Ctx], dict] | None  # JSON body or form fields; None: the endpoint takes no body
-    kind: str = "json"  # "json", "form" (application/x-www-form-urlencoded) or "multipart"
+    # "json", "form" (application/x-www-form-urlencoded), "multipart", or "signed": a payment platform's
+    # notification, read as raw bytes and verified by signature before anything else; its refusals use the
+    # platform's format ({"code": "FAIL", "message": …}), not problem+json (see _signed_cases).
+    kind: str = "json"
     files: Callable[[Ctx], dict] | None = None  # multipart files, as httpx takes them
     own_session: bool = False  # the request ends the caller's sign-in: use a fresh one each time
     hostile: bool = True  # run the hostile-strings round trip
@@ -257,7 +388,8 @@ class Write:
         return self.body(ctx) if self.body else {}
 
 
-MEDIA = {"json": "application/json", "form": "application/x-www-form-urlencoded", "multipart": "multipart/form-data"}
+MEDIA = {"json": "application/json", "form": "application/x-www-form-urlencoded", "multipart": "multipart/form-data",
+         "signed": "application/json"}
 
 
 def _members_csv(ctx: Ctx) -> dict:
@@ -281,7 +413,19 @@ WRITES: dict[tuple[str, str], Write] = {
     ("PATCH", "/roles/{role_id}"): Write(lambda c: {"description": "前台"}),
     ("POST", "/api-clients"): Write(lambda c: {"name": "HIS", "scopes": ["members:read"]}),
     ("POST", "/api-clients/{client_uuid}/revoke"): Write(None),
+    ("POST", "/orders"): Write(lambda c: _order_body(c, c.made["service_id"]), needs=("service_id",)),
+    ("POST", "/orders/{order_id}/cancel"): Write(lambda c: {"reason": "顾客改主意"}),
+    # Raw bytes verified against WeChat's signature; refusals are answered in WeChat's own format.
+    ("POST", "/payments/wechat/notify"): Write(_wechat_notification, kind="signed", hostile=False),
     ("POST", "/outbox/{event_id}/retry"): Write(None),
+    ("POST", "/message-templates"): Write(lambda c: {"key": f"care_{_uid()}", "name": "护理关怀", "channel": "sms",
+                                                     "body": "{{name}}您好，注意保暖", "variables": ["name"],
+                                                     "page": "pages/index/index"}),
+    ("PATCH", "/message-templates/{key}"): Write(lambda c: {"name": "护理关怀", "body": "{{name}}您好，注意保暖"}),
+    ("POST", "/members/{member_id}/message-consents"): Write(lambda c: {"template_ids": [c.made["wechat_template_id"]]},
+                                                             needs=("wechat_template_id",)),
+    ("POST", "/messages"): Write(_message_body, needs=("key",)),
+    ("POST", "/messages/{message_id}/retry"): Write(None),
     ("POST", "/members"): Write(lambda c: {"name": "张三", "phone": _phone()}),
     ("PATCH", "/members/{member_id}"): Write(lambda c: {"name": "张三丰"}),
     ("POST", "/members/{member_id}/tags"): Write(lambda c: {"add": ["颈椎病"]}),
@@ -329,6 +473,10 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/appointments"): Write(booking_body, needs=("booking_service_id",)),
     ("POST", "/waitlist"): Write(_waitlist_body, needs=("booking_service_id",)),
     ("POST", "/waitlist/{entry_id}/cancel"): Write(None),
+    ("POST", "/automation-rules"): Write(_rule_body),
+    ("PATCH", "/automation-rules/{rule_id}"): Write(lambda c: {"name": "续卡提醒", "enabled": False}),
+    ("POST", "/tasks"): Write(_task_body),
+    ("PATCH", "/tasks/{task_id}"): Write(lambda c: {"result_note": "已电话回访", "status": "done"}),
     ("POST", "/staff/{staff_id}/calendar-feed"): Write(None),
     ("POST", "/appointments/{appointment_id}/reschedule"): Write(lambda c: {"starts_at": next_slot()}),
     ("POST", "/appointments/{appointment_id}/cancel"): Write(lambda c: {"reason": "临时出差"}),
@@ -356,6 +504,32 @@ WRITES: dict[tuple[str, str], Write] = {
         "slot_step_minutes": 15, "lead_time_minutes": 30, "horizon_days": 30, "cancel_window_hours": 2,
         "late_cancel_action": "fee", "late_cancel_fee": 5000, "no_show_action": "none", "no_show_fee": 0,
         "reminder_hours_before": 24, "follow_up_hours_after": 24}),
+    ("PUT", "/loyalty/settings"): Write(lambda c: {"enabled": True, "earn_points_per_yuan": 1,
+                                                   "redeem_fen_per_point": 1, "max_redeem_percent": 50}),
+    ("POST", "/members/{member_id}/points/adjust"): Write(lambda c: {"delta": 100, "reason": "老客积分补录"}),
+    ("POST", "/coupon-templates"): Write(_coupon_template_body),
+    ("POST", "/coupons"): Write(lambda c: {"template_id": c.made["coupon_template_id"], "member_id": c.member_id,
+                                           "reason": "新客礼"}, needs=("coupon_template_id",)),
+    ("POST", "/coupons/{coupon_id}/revoke"): Write(lambda c: {"reason": "发错了"}),
+    ("POST", "/orders/{order_id}/refunds"): Write(lambda c: {"amount": 100, "reason": "客户不满意"}),
+    ("POST", "/refunds/{refund_id}/approve"): Write(lambda c: {"note": "同意", "level": 1}),
+    ("POST", "/refunds/{refund_id}/reject"): Write(lambda c: {"note": "金额不对"}),
+    ("PUT", "/checkout/settings"): Write(lambda c: {"refund_approval_threshold": 50000,
+                                                    "approval_levels": [["store_manager"], ["finance"]]}),
+    ("POST", "/payments/wechat/refund-notify"): Write(_wechat_refund_notification, kind="signed", hostile=False),
+    ("POST", "/reports/daily-close"): Write(lambda c: {"store_id": c.store_id, "date": _days_ago()}),
+    ("POST", "/auth/wechat/mini-program"): Write(lambda c: {
+        "tenant": c.kit.code, "code": "0716AVll20uHk94SLDml27etM946AVlq",
+        "phone_code": "e31968a7f94cc5ee25fafc2aef2773f0bb8c3937b22520eb8ee345274d00c144"}),
+    ("POST", "/auth/wecom"): Write(lambda c: {"tenant": c.kit.code, "code": "CODEfromWeComOAuth123"}),
+    ("PUT", "/wecom/external-contacts/{external_userid}/member"): Write(lambda c: {"member_id": c.member_id}),
+    ("POST", "/chat-sync/run"): Write(None),
+    ("POST", "/webhook-subscriptions"): Write(lambda c: {"url": "https://his.example.com/careloop/hooks",
+                                                         "event_types": ["member.created", "order.paid"],
+                                                         "description": "HIS 对接"}),
+    ("PATCH", "/webhook-subscriptions/{subscription_id}"): Write(lambda c: {"description": "HIS 对接",
+                                                                            "active": False}),
+    ("POST", "/webhook-deliveries/{delivery_id}/replay"): Write(None),
 }
 
 
@@ -521,6 +695,7 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     form: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
+    wechat: bool = False  # refused in WeChat Pay's format, not problem+json
 
 
 def _body_limit(app, path: str) -> int:
@@ -531,7 +706,26 @@ def _body_limit(app, path: str) -> int:
     raise AssertionError("BodyLimitMiddleware is not installed")
 
 
+def _signed_cases(base: dict, limit: int) -> list[Case]:
+    """A signed notification endpoint: whatever arrives without a valid signature is a 4xx that changes
+    nothing (the generic field cases do not apply: the body is not looked at before the signature)."""
+    refused = set(range(400, 500))
+    return [
+        Case("unsigned envelope", refused, json=base, wechat=True),
+        Case("malformed JSON", refused, content=b'{"id": "unterminated', wechat=True,
+             headers={"content-type": "application/json"}),
+        Case("a JSON array", refused, json=[base], wechat=True),
+        Case("empty body", refused, content=b"", wechat=True),
+        Case("forged signature headers", refused, json=base, wechat=True, headers={
+            "Wechatpay-Timestamp": "1700000000", "Wechatpay-Nonce": "n" * 32, "Wechatpay-Serial": "PUB_KEY_ID_X",
+            "Wechatpay-Signature": base64.b64encode(b"s" * 256).decode()}),
+        Case("body over the size limit", {413}, "payload_too_large", json={**base, "padding": "x" * (limit + 10)}),
+    ]
+
+
 def _body_cases(doc: dict, schema: dict, base: dict, write: Write, limit: int, files: dict | None) -> list[Case]:
+    if write.kind == "signed":
+        return _signed_cases(base, limit)
     cases: list[Case] = []
     form = write.kind != "json"
     if form:
@@ -586,6 +780,11 @@ def _check(r: httpx.Response, case: Case) -> str | None:
     """Why the answer is wrong for the case, or None."""
     if r.status_code not in case.status:
         return f"{r.status_code} (wanted {sorted(case.status)}): {r.text[:300]}"
+    if case.wechat:
+        answer = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+        if not isinstance(answer, dict) or answer.get("code") != "FAIL" or not answer.get("message"):
+            return f"not WeChat's failure format: {r.text[:300]}"
+        return None
     if not r.headers.get("content-type", "").startswith(PROBLEM_JSON):
         return f"content-type {r.headers.get('content-type')!r}, not {PROBLEM_JSON}"
     problem = r.json()
