@@ -504,6 +504,8 @@ WRITES: dict[tuple[str, str], Write] = {
         "slot_step_minutes": 15, "lead_time_minutes": 30, "horizon_days": 30, "cancel_window_hours": 2,
         "late_cancel_action": "fee", "late_cancel_fee": 5000, "no_show_action": "none", "no_show_fee": 0,
         "reminder_hours_before": 24, "follow_up_hours_after": 24}),
+    ("PUT", "/tier-discounts"): Write(lambda c: {"tag_name": "金卡会员", "percent_off": 10,
+                                                 "line_types": ["service", "product"]}),
     ("PUT", "/loyalty/settings"): Write(lambda c: {"enabled": True, "earn_points_per_yuan": 1,
                                                    "redeem_fen_per_point": 1, "max_redeem_percent": 50}),
     ("POST", "/members/{member_id}/points/adjust"): Write(lambda c: {"delta": 100, "reason": "老客积分补录"}),

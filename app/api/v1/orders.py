@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -14,6 +14,7 @@ from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
+from app.core.schemas import Strict
 from app.domain.checkout import orders as service
 from app.domain.checkout.schemas import OrderCancel, OrderCreate, OrderOut, OrderStatus, OrderSummary, Receipt
 
@@ -21,6 +22,24 @@ router = APIRouter(tags=["orders"], route_class=TransactionalRoute, responses=PR
 # WeChat Pay posts its notification without a bearer token: the platform signature is the credential,
 # and the tenant is found from out_trade_no. Each step opens its own transaction.
 notify_router = APIRouter(tags=["orders"])
+
+
+class TierDiscountSet(Strict):
+    tag_name: str = Field(min_length=1, max_length=40, description="Members with this tag, e.g. 金卡会员")
+    percent_off: int = Field(strict=True, ge=1, le=90, description="10 = 9折")
+    line_types: list[Literal["service", "product", "card", "top_up"]] = Field(
+        default_factory=lambda: ["service", "product"], min_length=1, max_length=4)
+    active: bool = True
+
+
+class TierDiscountOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    tag_name: str
+    percent_off: int
+    line_types: list[str]
+    active: bool
 PATIENT_TOO = ("staff", "integration", "patient")
 
 
@@ -145,3 +164,20 @@ async def wechat_pay_notify(request: Request) -> Response:
     if answer.status < 300:
         return Response(status_code=204)
     return JSONResponse({"code": "FAIL", "message": answer.message or "rejected"}, status_code=answer.status)
+
+
+@router.get("/tier-discounts", response_model=list[TierDiscountOut], operation_id="list_tier_discounts")
+async def list_tier_discounts(session: AsyncSession = Depends(get_db),
+                              actor: Actor = current_actor(("staff", "integration"))) -> list[TierDiscountOut]:
+    """Member-tier discounts applied when an order is priced."""
+    return [TierDiscountOut.model_validate(t) for t in await service.list_tier_discounts(session, actor)]
+
+
+@router.put("/tier-discounts", response_model=TierDiscountOut, operation_id="set_tier_discount")
+async def set_tier_discount(body: TierDiscountSet, session: AsyncSession = Depends(get_db),
+                            actor: Actor = current_actor(("staff", "integration"))) -> TierDiscountOut:
+    """Create or change the discount for one tag (members tagged 金卡会员 get 10% off services and
+    products, say); `active: false` switches it off. Needs catalog:write."""
+    row = await service.set_tier_discount(session, actor, tag_name=body.tag_name, percent_off=body.percent_off,
+                                          line_types=list(body.line_types), active=body.active)
+    return TierDiscountOut.model_validate(row)

@@ -944,8 +944,8 @@ hr{{border:0;border-top:1px dashed #000}}small{{color:#555}}@media print{{button
 async def set_tier_discount(session: AsyncSession, actor: Actor, *, tag_name: str, percent_off: int,
                             line_types: list[str] | None = None, active: bool = True) -> TierDiscount:
     """Members tagged `tag_name` get `percent_off` % on lines of `line_types` (default services and products).
-    (No REST endpoint yet: the demo seed and tests set them.)"""
-    actor.require("orders:write")
+    A price policy, so it needs catalog:write (the front desk sells, it does not set discounts)."""
+    actor.require("catalog:write")
     if not 1 <= percent_off <= 90:
         raise Unprocessable("percent_off: between 1 and 90", code="validation_error", field="percent_off")
     types = line_types or ["service", "product"]
@@ -961,6 +961,12 @@ async def set_tier_discount(session: AsyncSession, actor: Actor, *, tag_name: st
     audit.record(session, "tier_discount.set", "tier_discount", row.id, tag=tag_name, percent_off=percent_off,
                  line_types=types, active=active)
     return row
+
+
+async def list_tier_discounts(session: AsyncSession, actor: Actor) -> list[TierDiscount]:
+    actor.require("orders:read")
+    return list((await session.exec(select(TierDiscount).where(TierDiscount.tenant_id == actor.tenant_id)
+                                    .order_by(TierDiscount.tag_name))).all())
 
 
 # ---------------------------------------------------------------- plugged into members
