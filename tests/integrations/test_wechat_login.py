@@ -178,3 +178,28 @@ async def test_external_contact_resolves_by_unionid_or_manual_link(client, wecha
     assert r.status_code == 200, r.text
     r = await kit.get(f"/wecom/external-contacts/{stranger}/member")
     assert r.status_code == 200 and r.json()["id"] == other["id"]
+
+
+async def test_erasure_drops_the_wechat_binding(client, wechat: FakeWeChat):
+    from app.workers.dispatch import dispatch_event
+    from tests.cards.helpers import owner_sql
+
+    kit = await new_tenant(client)
+    phone = new_phone()
+    member = await make_member(kit, "赵敏", phone=phone)
+    openid = _uid("o")
+    wechat.add_login_code("c-bind", openid)
+    wechat.add_phone_code("p-bind", phone)
+    r = await client.post(MINI_LOGIN, json={"tenant": kit.code, "code": "c-bind", "phone_code": "p-bind"})
+    assert r.status_code == 200, r.text
+
+    erased = await kit.post(f"/members/{member['id']}/erase", {"reason": "会员申请注销（个人信息删除）"})
+    assert erased.status_code == 200, erased.text
+    [(event_id,)] = await owner_sql("SELECT id FROM outbox WHERE tenant_id = :t AND topic = 'member.erased'",
+                                    t=uuid.UUID(kit.tenant_id))
+    assert await dispatch_event(None, kit.tenant_id, str(event_id)) == "done"
+    assert await owner_sql("SELECT 1 FROM member_wechat_links WHERE openid = :o", o=openid) == []
+    # The same WeChat account now starts unbound.
+    wechat.add_login_code("c-again", openid)
+    assert_problem(await client.post(MINI_LOGIN, json={"tenant": kit.code, "code": "c-again"}), 409,
+                   "phone_required")

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -54,6 +54,7 @@ from app.domain.wechat_links.schemas import ExternalContactLink, MiniProgramLogi
 from app.integrations.wechat import mini_program as mp
 from app.integrations.wechat import wecom as wc
 from app.integrations.wechat.tokens import WeChatError, WeChatNotConfigured
+from app.workers.registry import on
 
 log = logging.getLogger("careloop.wechat")
 
@@ -449,3 +450,32 @@ async def _external_contact_changed(session: AsyncSession, redis: Redis, tenant_
         "member_id": str(member_id) if member_id else None, "state": _text(message, "State"),
         "welcome_code": _text(message, "WelcomeCode"), "create_time": _text(message, "CreateTime"),
     }, tenant_id=tenant_id)
+
+
+# ---------------------------------------------------------------- erasure and merge
+
+
+@on("member.erased")
+async def _forget_erased_member(session: AsyncSession, event: outbox.OutboxEvent) -> None:
+    """An erased member's WeChat identities go with their personal data: the openid/unionid bindings are
+    deleted (a later mini-program login starts unbound), and the WeCom contact keeps no name or unionid."""
+    member_id = UUID(event.payload["member_id"])
+    external = list((await session.execute(select(MemberWecomLink.external_userid).where(
+        MemberWecomLink.tenant_id == event.tenant_id, MemberWecomLink.member_id == member_id))).scalars())
+    await session.execute(delete(MemberWechatLink).where(MemberWechatLink.tenant_id == event.tenant_id,
+                                                         MemberWechatLink.member_id == member_id))
+    if external:
+        await session.execute(update(WecomExternalContact).where(
+            WecomExternalContact.tenant_id == event.tenant_id,
+            WecomExternalContact.external_userid.in_(external)).values(name=None, unionid=None))
+
+
+@members.merge_mover("wechat_links")
+async def _move_links(session: AsyncSession, tenant_id: UUID, duplicate_id: UUID, survivor_id: UUID) -> dict[str, int]:
+    moved = {}
+    for model, name in ((MemberWechatLink, "wechat_links"), (MemberWecomLink, "wecom_links")):
+        result = await session.execute(update(model).where(model.tenant_id == tenant_id,
+                                                           model.member_id == duplicate_id)
+                                       .values(member_id=survivor_id))
+        moved[name] = result.rowcount
+    return moved
