@@ -429,6 +429,10 @@ async def test_wechat_refund_completes_once_on_five_notifications_and_forgeries_
         assert [(a["method"], a["amount"], a["status"]) for a in processing["allocations"]] == [
             ("wechat_pay", 15000, "pending"), ("stored_value", 2000, "succeeded")]
         out_refund_no = processing["allocations"][0]["out_refund_no"]
+        # WeChat is asked by the worker once the refund has committed, and asked again (the same refund)
+        # if the worker's first try is lost.
+        assert out_refund_no not in fake.refunds
+        await deliver(shop.tenant_id, "refund.wechat_requested")
         assert fake.refunds[out_refund_no]["amount"]["refund"] == 15000
 
         # Forged (another key), tampered (undecryptable) and stale notifications are refused.
@@ -451,6 +455,38 @@ async def test_wechat_refund_completes_once_on_five_notifications_and_forgeries_
         assert [p["refund_id"] for p in completed] == [processing["id"]]
         got = (await shop.kit.get(f"/orders/{opened['id']}")).json()
         assert (got["status"], got["refunded_total"]) == ("partially_refunded", 17000)
+
+
+async def deliver(tenant_id, topic: str) -> None:
+    """Run the handlers of the tenant's pending `topic` events, as the worker would."""
+    from app.workers.dispatch import dispatch_event
+
+    rows = await owner_sql("SELECT id FROM outbox WHERE tenant_id = :t AND topic = :p AND status <> 'done'",
+                           t=tenant_id, p=topic)
+    assert rows, f"no {topic} event"
+    for (event_id,) in rows:
+        assert await dispatch_event(None, str(tenant_id), str(event_id)) == "done"
+
+
+async def test_a_refused_wechat_refund_fails_the_refund_and_frees_the_amount(client, monkeypatch):
+    from tests.fakes.wechat_pay import running_fake_pay, use_fake_pay
+
+    shop = await make_shop(client)
+    async with running_fake_pay() as fake:
+        use_fake_pay(monkeypatch, fake)
+        opened = await order(shop, [{"type": "service", "service_id": shop.massage}],
+                             [{"method": "wechat_pay", "amount": MASSAGE_PRICE, "payer_openid": "o-test-openid"}])
+        out_trade_no = opened["payments"][0]["out_trade_no"]
+        headers, body = fake.notification(out_trade_no)
+        assert (await client.post("/api/v1/payments/wechat/notify", content=body, headers=headers)).status_code == 204
+        r = await refund(shop, opened["id"], 5000)
+        assert r.status_code == 201, r.text
+        fake.fail_next(400, "NOT_ENOUGH", "基本账户余额不足")
+        await deliver(shop.tenant_id, "refund.wechat_requested")
+        failed = (await shop.kit.get(f"/refunds/{r.json()['id']}")).json()
+        assert failed["status"] == "failed"
+        got = (await shop.kit.get(f"/orders/{opened['id']}")).json()
+        assert (got["status"], got["refunded_total"]) == ("paid", 0)
 
 
 # ---------------------------------------------------------------- bad input

@@ -46,9 +46,9 @@ other 409) plus an audit entry. A rejection ends the refund; the last approval e
 transaction.
 
 **Execution** is one transaction: allocations, card ledgers, points, coupons, stock, order totals, outbox
-events; WeChat's refund API is called last, so a database failure never leaves a WeChat refund behind
-(and a WeChat failure rolls everything back). `out_refund_no` is `<refund_no>-<n>`, stable for a refund, so
-retrying an approval after a timeout asks WeChat for the same refund again rather than a second one.
+events. WeChat's refund API is called after it commits, by the worker (`refund.wechat_requested`), with the
+committed `out_refund_no` (`<refund_no>-<n>`): a timeout or crash is retried as the same refund, never a
+second one; a definite refusal marks the refund `failed` (the other tenders' returns stay, for finance).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ from app.core.clock import utcnow
 from app.core.context import RequestContext, current_context, reset_context, set_context
 from app.core.db import session_scope
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.core.outbox import emit
+from app.core.outbox import OutboxEvent, emit
 from app.core.pagination import PageParams, paginate
 from app.domain.cards import service as cards
 from app.domain.checkout import orders, settings_service
@@ -87,13 +87,15 @@ from app.domain.checkout.refund_schemas import (
 from app.domain.inventory import service as inventory
 from app.domain.loyalty import service as loyalty
 from app.domain.tenancy.models import Store
-from app.integrations.wechat.pay import NotificationRejected, WeChatPayClient
+from app.integrations.wechat.pay import NotificationRejected, PayError, WeChatPayClient
+from app.workers.registry import on
 
 ALLOCATION_ORDER = ("wechat_pay", "stored_value", "cash", "points", "coupon")
 REFUNDABLE_ORDER_STATUSES = ("paid", "partially_refunded")
 # Requested but not executed yet: their amounts are reserved against the order.
 RESERVING_STATUSES = ("pending_approval", "approved")
 ORDER_REF = "order"  # how checkout names an order in the other contexts' ledgers
+WECHAT_REFUND_TOPIC = "refund.wechat_requested"
 REFUND_REF = "refund"
 
 
@@ -477,7 +479,9 @@ async def _execute(session: AsyncSession, actor: Actor, refund: Refund, order: O
     if not wechat:
         await emit(session, "refund.completed", _event(refund))
         return
-    await _call_wechat(session, refund, wechat)
+    # WeChat is asked after this transaction commits (see _request_wechat_refunds): the out_refund_no is
+    # then durable, so no failure on our side can ever make us ask WeChat for the same money twice.
+    await emit(session, WECHAT_REFUND_TOPIC, {"refund_id": str(refund.id)})
 
 
 async def _take_back_points(session: AsyncSession, actor: Actor, refund: Refund, order: Order,
@@ -557,15 +561,38 @@ async def _return_stock(session: AsyncSession, refund: Refund, order: Order, lin
     raise Conflict("this line's goods were returned already", code="goods_already_returned")
 
 
-async def _call_wechat(session: AsyncSession, refund: Refund, wechat: list[tuple[RefundAllocation, Payment]]) -> None:
+@on(WECHAT_REFUND_TOPIC)
+async def _request_wechat_refunds(session: AsyncSession, event: OutboxEvent) -> None:
+    """Ask WeChat for each pending WeChat allocation of a committed refund. A timeout or a crash is retried
+    by the outbox with the same out_refund_no, which WeChat treats as the same refund; a definite refusal
+    (a verified 4xx answer) marks the refund failed, as an ABNORMAL notification would, for finance."""
+    refund = await session.get(Refund, (event.tenant_id, UUID(event.payload["refund_id"])), with_for_update=True)
+    if refund is None or refund.status != "processing":
+        return
+    rows = (await session.execute(
+        select(RefundAllocation, Payment)
+        .join(Payment, (Payment.tenant_id == RefundAllocation.tenant_id) & (Payment.id == RefundAllocation.payment_id))
+        .where(RefundAllocation.tenant_id == refund.tenant_id, RefundAllocation.refund_id == refund.id,
+               RefundAllocation.method == "wechat_pay", RefundAllocation.status == "pending",
+               RefundAllocation.wechat_refund_id.is_(None))
+        .order_by(RefundAllocation.out_refund_no))).all()
+    if not rows:
+        return
     client = pay_client()
     if client is None:
-        raise Conflict("WeChat Pay is not configured, so a WeChat payment cannot be refunded",
-                       code="wechat_pay_disabled")
+        raise RuntimeError("WeChat Pay is not configured: a WeChat payment cannot be refunded")
     now = utcnow()
-    for allocation, payment in wechat:
-        answer = await client.refund(out_trade_no=payment.out_trade_no, out_refund_no=allocation.out_refund_no,
-                                     refund_fen=allocation.amount, total_fen=payment.amount, reason=refund.reason)
+    for allocation, payment in rows:
+        try:
+            answer = await client.refund(out_trade_no=payment.out_trade_no, out_refund_no=allocation.out_refund_no,
+                                         refund_fen=allocation.amount, total_fen=payment.amount,
+                                         reason=refund.reason)
+        except PayError as exc:
+            if exc.verified and exc.http_status is not None and 400 <= exc.http_status < 500:
+                await _fail_allocation(session, refund, allocation, payment, outcome=exc.wechat_code or "REFUSED",
+                                       detail={"wechat_message": exc.wechat_message})
+                return
+            raise  # unknown outcome: retried with the same out_refund_no
         allocation.wechat_refund_id = answer.get("refund_id") if isinstance(answer.get("refund_id"), str) else None
         if answer.get("status") == "SUCCESS":  # WeChat sometimes settles at once; the notification then no-ops
             allocation.status, allocation.succeeded_at = "succeeded", now
@@ -671,15 +698,24 @@ async def _settle_allocation(note: dict[str, Any], resource: dict[str, Any], out
                          amount=allocation.amount, notification=note["id"])
             await complete_if_settled(session, refund)
             return
-        allocation.status = "failed"
-        session.add(allocation)
-        order = await session.get(Order, (tenant_id, refund.order_id), with_for_update=True, populate_existing=True)
-        payment.refunded_amount -= allocation.amount
-        order.refunded_total -= allocation.amount
-        order.status = "paid" if order.refunded_total == 0 else "partially_refunded"
-        refund.status, refund.updated_at = "failed", utcnow()
-        session.add_all([payment, order, refund])
-        await session.flush()
-        audit.record(session, "refund.wechat_failed", "refund", refund.id, out_refund_no=out_refund_no,
-                     amount=allocation.amount, outcome=outcome, notification=note["id"])
-        await emit(session, "refund.failed", _event(refund, out_refund_no=out_refund_no, outcome=outcome))
+        await _fail_allocation(session, refund, allocation, payment, outcome=outcome,
+                               detail={"notification": note["id"]})
+
+
+async def _fail_allocation(session: AsyncSession, refund: Refund, allocation: RefundAllocation, payment: Payment,
+                           *, outcome: str, detail: dict[str, Any]) -> None:
+    """The WeChat part of a refund did not happen: its amount goes back to the order's refundable total
+    and the refund is `failed`; what the other tenders already returned stays, for finance to settle."""
+    allocation.status = "failed"
+    session.add(allocation)
+    order = await session.get(Order, (refund.tenant_id, refund.order_id), with_for_update=True,
+                              populate_existing=True)
+    payment.refunded_amount -= allocation.amount
+    order.refunded_total -= allocation.amount
+    order.status = "paid" if order.refunded_total == 0 else "partially_refunded"
+    refund.status, refund.updated_at = "failed", utcnow()
+    session.add_all([payment, order, refund])
+    await session.flush()
+    audit.record(session, "refund.wechat_failed", "refund", refund.id, out_refund_no=allocation.out_refund_no,
+                 amount=allocation.amount, outcome=outcome, **detail)
+    await emit(session, "refund.failed", _event(refund, out_refund_no=allocation.out_refund_no, outcome=outcome))
