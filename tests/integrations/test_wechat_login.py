@@ -187,10 +187,10 @@ async def test_erasure_drops_the_wechat_binding(client, wechat: FakeWeChat):
     kit = await new_tenant(client)
     phone = new_phone()
     member = await make_member(kit, "赵敏", phone=phone)
-    openid = _uid("o")
-    wechat.add_login_code("c-bind", openid)
-    wechat.add_phone_code("p-bind", phone)
-    r = await client.post(MINI_LOGIN, json={"tenant": kit.code, "code": "c-bind", "phone_code": "p-bind"})
+    openid, code, phone_code, again = _uid("o"), _uid("c-"), _uid("p-"), _uid("c-")  # the fake is shared
+    wechat.add_login_code(code, openid)
+    wechat.add_phone_code(phone_code, phone)
+    r = await client.post(MINI_LOGIN, json={"tenant": kit.code, "code": code, "phone_code": phone_code})
     assert r.status_code == 200, r.text
 
     erased = await kit.post(f"/members/{member['id']}/erase", {"reason": "会员申请注销（个人信息删除）"})
@@ -200,6 +200,6 @@ async def test_erasure_drops_the_wechat_binding(client, wechat: FakeWeChat):
     assert await dispatch_event(None, kit.tenant_id, str(event_id)) == "done"
     assert await owner_sql("SELECT 1 FROM member_wechat_links WHERE openid = :o", o=openid) == []
     # The same WeChat account now starts unbound.
-    wechat.add_login_code("c-again", openid)
-    assert_problem(await client.post(MINI_LOGIN, json={"tenant": kit.code, "code": "c-again"}), 409,
+    wechat.add_login_code(again, openid)
+    assert_problem(await client.post(MINI_LOGIN, json={"tenant": kit.code, "code": again}), 409,
                    "phone_required")
