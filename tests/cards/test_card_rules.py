@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
@@ -412,3 +412,14 @@ async def test_a_reason_is_required(client, action):
         problem = assert_problem(await post(clinic, card["id"], action, body), 422, "validation_error")
         assert [e["field"] for e in problem["errors"]] == ["reason"], (reason, problem)
     assert len(await ledger_rows(clinic.tenant_id, card["id"])) == (2 if action == "unfreeze" else 1)
+
+
+async def test_a_fixed_end_date_must_be_a_real_one(client):
+    clinic = await make_clinic(client)
+    base = {"name": "艾灸年卡", "kind": "period", "price": 100000, "items": [{"service_id": clinic.moxa}]}
+    for bad in ("1999-12-31", "9999-12-31"):
+        r = await clinic.kit.post("/card-templates", base | {"valid_until": bad})
+        assert_problem(r, 422, "validation_error")
+        assert "valid_until" in r.text
+    ok = await clinic.kit.post("/card-templates", base | {"valid_until": f"{date.today().year + 1}-06-30"})
+    assert ok.status_code == 201, ok.text

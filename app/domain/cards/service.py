@@ -110,6 +110,10 @@ def _check_template(data: CardTemplateCreate) -> None:
         raise bad("daily_cap", "only period cards have a daily cap")
     if data.valid_days and data.valid_until:
         raise bad("valid_until", "give valid_days or valid_until, not both")
+    # The same bound as an extension: a card that never really ends is not a fixed end date, and the
+    # date arithmetic of freezes and extensions must stay within the calendar.
+    if data.valid_until and not utcnow().date() <= data.valid_until <= utcnow().date() + MAX_EXTENSION:
+        raise bad("valid_until", f"must be between today and {MAX_EXTENSION.days} days ahead")
 
 
 async def _services(session: AsyncSession, tenant_id: UUID, ids: set[UUID]) -> dict[UUID, Service]:
