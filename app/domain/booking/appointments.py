@@ -44,6 +44,7 @@ from app.domain.booking.models import (
     BookingPolicy,
     Resource,
 )
+from app.domain.booking.schedule import booking_policy
 from app.domain.booking.schemas import (
     AppointmentCancel,
     AppointmentCreate,
@@ -132,12 +133,6 @@ async def _require_staff_in_store(session: AsyncSession, tenant_id: UUID, staff_
         raise invalid(field, "no such active staff member")
     if row.store_id is None:
         raise invalid(field, "this staff member does not work in this store")
-
-
-async def _policy(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> BookingPolicy:
-    policy = await session.get(BookingPolicy, (tenant_id, store_id))
-    # A store without its own row uses the column defaults (never added to the session).
-    return policy or BookingPolicy(tenant_id=tenant_id, store_id=store_id)
 
 
 async def _authorize_read(session: AsyncSession, actor: Actor, appointment: Appointment) -> None:
@@ -420,7 +415,7 @@ async def book_placed(session: AsyncSession, actor: Actor, data: AppointmentCrea
             await _require_staff_in_store(session, actor.tenant_id, line.staff_id, store.id, line.field)
     _check_time(data.starts_at, now)
     channel = "mini_program" if patient else data.channel or ("his" if actor.kind == "integration" else "front_desk")
-    policy = await _policy(session, actor.tenant_id, store.id)
+    policy = await booking_policy(session, actor.tenant_id, store.id)
     booked: list[tuple[Appointment, list[UUID]]] = []
     starts_at, visit_id = data.starts_at, None
     for index, line in enumerate(lines):
@@ -490,7 +485,7 @@ async def reschedule(session: AsyncSession, actor: Actor, appointment_id: UUID, 
                  staff=str(appointment.staff_id), **previous)
     await emit(session, "appointment.rescheduled",
                _payload(appointment, resource_ids=[str(r) for r in resource_ids], **previous))
-    await _schedule_reminder(session, appointment, await _policy(session, actor.tenant_id, store.id), now)
+    await _schedule_reminder(session, appointment, await booking_policy(session, actor.tenant_id, store.id), now)
     return appointment
 
 
@@ -532,7 +527,7 @@ async def cancel(session: AsyncSession, actor: Actor, appointment_id: UUID, data
                                 patient_allowed=True)
     _require_status(appointment, "cancel")
     now = now or utcnow()
-    policy = await _policy(session, actor.tenant_id, appointment.store_id)
+    policy = await booking_policy(session, actor.tenant_id, appointment.store_id)
     late = now > appointment.starts_at - timedelta(hours=policy.cancel_window_hours)
     if late and not data.waive_penalty:
         penalty = await _penalty(session, actor, appointment, policy.late_cancel_action, policy.late_cancel_fee,
@@ -563,7 +558,7 @@ async def no_show(session: AsyncSession, actor: Actor, appointment_id: UUID, dat
     if now < appointment.starts_at:
         raise Conflict("a no-show can be recorded only after the start time", code="not_started",
                        starts_at=appointment.starts_at.isoformat())
-    policy = await _policy(session, actor.tenant_id, appointment.store_id)
+    policy = await booking_policy(session, actor.tenant_id, appointment.store_id)
     penalty = {"action": "waived"} if data.waive_penalty else await _penalty(
         session, actor, appointment, policy.no_show_action, policy.no_show_fee, data.card_id, "no_show")
     await _release_holds(session, appointment)
@@ -610,7 +605,7 @@ async def complete(session: AsyncSession, actor: Actor, appointment_id: UUID, da
          card_id=str(data.card_id) if data.card_id else None)
     audit.record(session, "appointment.complete", "appointment", appointment.id, service_record=str(record.id))
     await emit(session, "appointment.completed", _payload(appointment, service_record_id=str(record.id)))
-    policy = await _policy(session, actor.tenant_id, appointment.store_id)
+    policy = await booking_policy(session, actor.tenant_id, appointment.store_id)
     follow_up = max(now, appointment.ends_at + timedelta(hours=policy.follow_up_hours_after))
     await emit(session, "appointment.follow_up_due", _payload(appointment, service_record_id=str(record.id)),
                available_at=follow_up)

@@ -46,7 +46,6 @@ from app.domain.booking import slots as engine_rules
 from app.domain.booking.models import (
     AppointmentHold,
     Bookable,
-    BookingPolicy,
     Resource,
     Shift,
     ShiftException,
@@ -56,6 +55,7 @@ from app.domain.booking.models import (
     StoreHours,
     TimeOff,
 )
+from app.domain.booking.schedule import booking_policy
 from app.domain.booking.slots import (
     Candidate,
     Engine,
@@ -120,11 +120,6 @@ class Loaded:
     lacks_skill: bool  # a requested staff member who may not perform the service
 
 
-async def _policy(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> BookingPolicy:
-    found = await session.get(BookingPolicy, (tenant_id, store_id))
-    return found or BookingPolicy(tenant_id=tenant_id, store_id=store_id)
-
-
 def _candidates(requirement: dict, resources: list[Resource]) -> tuple[Candidate, ...]:
     """Any one of `resource_ids` (in that order), else of `pool`, else of `kind`, at the store."""
     if requirement.get("resource_ids"):
@@ -146,7 +141,7 @@ async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service:
     # Opening hours one later still, so a late slot can fit into a range that continues across midnight;
     # shifts and holds wider again for overnight shifts and long holds.
     window_start, window_end = day_bounds(first - timedelta(days=2), last + timedelta(days=2), tz)
-    policy = await _policy(session, tenant_id, store.id)
+    policy = await booking_policy(session, tenant_id, store.id)
 
     hours: dict[int, list] = defaultdict(list)
     for row in (await session.exec(select(StoreHours).where(
