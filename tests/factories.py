@@ -6,8 +6,12 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx
+from sqlalchemy import text
 
+from app.core.db import session_scope
 from app.seed import create_tenant_with_owner
+from app.workers import subscribers  # noqa: F401  registers the handlers, as the worker process does
+from app.workers.dispatch import dispatch_event
 
 PASSWORD = "correct-horse-battery"
 
@@ -60,3 +64,19 @@ async def new_tenant(client: httpx.AsyncClient) -> TenantKit:
     tenant = await create_tenant_with_owner(code=code, name="测试诊所", owner_username="owner", owner_password=PASSWORD)
     token = await login(client, code, "owner")
     return TenantKit(client=client, code=code, tenant_id=str(tenant.id), owner_token=token)
+
+
+async def deliver(tenant_id: uuid.UUID | str, topic: str) -> list[str]:
+    """Run the handlers of every pending event of `topic` (whatever its available_at), as the worker would;
+    returns each event's outcome ("done", …)."""
+    async with session_scope(system=True) as session:
+        rows = (await session.execute(text(
+            "SELECT id FROM outbox WHERE tenant_id = :t AND topic = :p AND status = 'pending' ORDER BY id"),
+            {"t": uuid.UUID(str(tenant_id)), "p": topic})).all()
+        errors = (await session.execute(text(
+            "SELECT DISTINCT last_error FROM outbox WHERE tenant_id = :t AND topic = :p AND last_error IS NOT NULL"),
+            {"t": uuid.UUID(str(tenant_id)), "p": topic})).scalars().all()
+    results = [await dispatch_event(None, str(tenant_id), str(event_id)) for (event_id,) in rows]
+    if errors:
+        print("handler errors:", errors)  # shown by pytest when the test then fails
+    return results

@@ -12,9 +12,8 @@ from uuid import UUID
 
 from app.core import clock
 from app.workers import subscribers  # noqa: F401  registers the handlers, as the worker process does
-from app.workers.dispatch import dispatch_event
 from tests.cards.helpers import make_clinic, owner_sql
-from tests.factories import TenantKit
+from tests.factories import TenantKit, deliver  # noqa: F401  (deliver: re-exported for the care tests)
 
 
 def freeze(monkeypatch, instant: datetime) -> None:
@@ -25,18 +24,6 @@ async def stamp(tenant_id: UUID, topic: str, at: datetime) -> None:
     """The pending events of `topic` happened at `at` (as if the clock had said so when they were written)."""
     await owner_sql("UPDATE outbox SET created_at = :at, available_at = :at WHERE tenant_id = :t AND topic = :p "
                     "AND status <> 'done'", at=at, t=tenant_id, p=topic)
-
-
-async def deliver(tenant_id: UUID, topic: str) -> list[str]:
-    """Run the handlers of every pending event of `topic` (whatever its available_at), as the worker would."""
-    rows = await owner_sql("SELECT id FROM outbox WHERE tenant_id = :t AND topic = :p AND status = 'pending' "
-                           "ORDER BY id", t=tenant_id, p=topic)
-    results = [await dispatch_event(None, str(tenant_id), str(event_id)) for (event_id,) in rows]
-    errors = await owner_sql("SELECT DISTINCT last_error FROM outbox WHERE tenant_id = :t AND topic = :p "
-                             "AND last_error IS NOT NULL", t=tenant_id, p=topic)
-    if errors:
-        print("handler errors:", errors)  # shown by pytest when the test then fails
-    return results
 
 
 async def due_events(tenant_id: UUID) -> list[tuple[dict, datetime]]:

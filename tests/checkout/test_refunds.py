@@ -23,7 +23,7 @@ from tests.cards.helpers import (
     make_template,
     owner_sql,
 )
-from tests.factories import TenantKit, new_tenant
+from tests.factories import TenantKit, deliver, new_tenant
 
 TEA_PRICE = 8800
 MASSAGE_PRICE = 19800
@@ -432,7 +432,7 @@ async def test_wechat_refund_completes_once_on_five_notifications_and_forgeries_
         # WeChat is asked by the worker once the refund has committed, and asked again (the same refund)
         # if the worker's first try is lost.
         assert out_refund_no not in fake.refunds
-        await deliver(shop.tenant_id, "refund.wechat_requested")
+        await deliver_all(shop.tenant_id, "refund.wechat_requested")
         assert fake.refunds[out_refund_no]["amount"]["refund"] == 15000
 
         # Forged (another key), tampered (undecryptable) and stale notifications are refused.
@@ -457,15 +457,9 @@ async def test_wechat_refund_completes_once_on_five_notifications_and_forgeries_
         assert (got["status"], got["refunded_total"]) == ("partially_refunded", 17000)
 
 
-async def deliver(tenant_id, topic: str) -> None:
-    """Run the handlers of the tenant's pending `topic` events, as the worker would."""
-    from app.workers.dispatch import dispatch_event
-
-    rows = await owner_sql("SELECT id FROM outbox WHERE tenant_id = :t AND topic = :p AND status <> 'done'",
-                           t=tenant_id, p=topic)
-    assert rows, f"no {topic} event"
-    for (event_id,) in rows:
-        assert await dispatch_event(None, str(tenant_id), str(event_id)) == "done"
+async def deliver_all(tenant_id, topic: str) -> None:
+    outcomes = await deliver(tenant_id, topic)
+    assert outcomes and set(outcomes) == {"done"}, f"{topic}: {outcomes}"
 
 
 async def test_a_refused_wechat_refund_fails_the_refund_and_frees_the_amount(client, monkeypatch):
@@ -482,7 +476,7 @@ async def test_a_refused_wechat_refund_fails_the_refund_and_frees_the_amount(cli
         r = await refund(shop, opened["id"], 5000)
         assert r.status_code == 201, r.text
         fake.fail_next(400, "NOT_ENOUGH", "基本账户余额不足")
-        await deliver(shop.tenant_id, "refund.wechat_requested")
+        await deliver_all(shop.tenant_id, "refund.wechat_requested")
         failed = (await shop.kit.get(f"/refunds/{r.json()['id']}")).json()
         assert failed["status"] == "failed"
         got = (await shop.kit.get(f"/orders/{opened['id']}")).json()
