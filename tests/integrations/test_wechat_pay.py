@@ -27,6 +27,9 @@ from app.integrations.wechat.pay import (
     get_pay_client,
     parse_platform_keys,
     pay_config,
+    response_message,
+    sign,
+    verify_wechat_signature,
 )
 from tests.fakes import FakeWeChatPay, fake_pay_thread, pay_settings
 
@@ -286,3 +289,31 @@ def test_fake_notification_body_is_wechat_shaped(fake: FakeWeChatPay) -> None:
     assert envelope["resource_type"] == "encrypt-resource"
     assert set(envelope["resource"]) == {"original_type", "algorithm", "ciphertext", "associated_data", "nonce"}
     assert {"Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial"} <= set(headers)
+
+
+def test_certificate_serials_match_as_numbers_whatever_their_leading_zeros(tmp_path) -> None:
+    """WeChat writes a certificate serial as 40 hex digits, so one that starts with 0 arrives with its zero;
+    the certificate's own number has none. Both (and any case) must name the same key."""
+    platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
+    number = 0x0B3A5F09EFDC096DE15EBE81A47057A7232F1B8E
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(platform_key.public_key())
+            .serial_number(number).not_valid_before(datetime.now(UTC))
+            .not_valid_after(datetime.now(UTC) + timedelta(days=1)).sign(platform_key, hashes.SHA256()))
+    pem_file = tmp_path / "wechatpay.pem"
+    pem_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    as_sent = f"{number:040X}"
+    assert as_sent.startswith("0B3A")
+
+    timestamp, nonce, body = str(int(time.time())), secrets.token_hex(8), b'{"code":"SUCCESS"}'
+    signature = sign(platform_key, response_message(timestamp, nonce, body))
+    for spec in (str(pem_file), f"{as_sent.lower()}:{pem_file}", f"{as_sent[1:]}:{pem_file}"):
+        keys = parse_platform_keys(spec)
+        for header_serial in (as_sent, as_sent.lower(), as_sent[1:], f"00{as_sent}"):
+            verify_wechat_signature(keys, {"Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": nonce,
+                                           "Wechatpay-Signature": signature, "Wechatpay-Serial": header_serial},
+                                    body)
+    with pytest.raises(NotificationRejected, match="unknown"):
+        verify_wechat_signature(parse_platform_keys(str(pem_file)), {
+            "Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": nonce, "Wechatpay-Signature": signature,
+            "Wechatpay-Serial": f"{number + 1:040X}"}, body)

@@ -85,7 +85,7 @@ class PayConfig:
     merchant_serial_no: str
     merchant_private_key: RSAPrivateKey = field(repr=False)
     api_v3_key: bytes = field(repr=False)
-    platform_public_keys: dict[str, RSAPublicKey] = field(repr=False)  # serial (upper case) -> key
+    platform_public_keys: dict[str, RSAPublicKey] = field(repr=False)  # serial_key(serial) -> key
     notify_url: str
     order_timeout_minutes: int = 15
     timeout_seconds: float = 10.0
@@ -159,6 +159,17 @@ def _pem_text(value: str) -> str:
     return value.strip().replace("\\n", "\n")
 
 
+def serial_key(serial: str) -> str:
+    """How a platform key is looked up. A certificate serial is a number written in hex, with or without
+    leading zeros or in either case (`0A1B…` and `a1b…` name one certificate): compare it as a number.
+    A public-key id (`PUB_KEY_ID_…`) is not hex and is compared as upper-case text."""
+    text = serial.strip().upper()
+    try:
+        return format(int(text, 16), "X")
+    except ValueError:
+        return text
+
+
 def parse_platform_keys(spec: str) -> dict[str, RSAPublicKey]:
     """`serial:PEM-file-or-text[,…]`; an X.509 certificate may omit `serial:` (its serial number is used)."""
     keys: dict[str, RSAPublicKey] = {}
@@ -186,7 +197,7 @@ def parse_platform_keys(spec: str) -> dict[str, RSAPublicKey]:
             raise PayConfigError(f"WeChat Pay platform key {serial!r} must be RSA")
         if not serial:
             raise PayConfigError("a WeChat Pay platform public key needs its serial: 'PUB_KEY_ID_…:path'")
-        keys[serial.strip().upper()] = public
+        keys[serial_key(serial)] = public
     if not keys:
         raise PayConfigError("WECHAT_PAY_PLATFORM_CERTS names no key")
     return keys
@@ -271,7 +282,7 @@ def verify_wechat_signature(public_keys: Mapping[str, RSAPublicKey], headers: Ma
     signature, serial = h.get("wechatpay-signature"), h.get("wechatpay-serial")
     if not (timestamp and nonce and signature and serial):
         raise NotificationRejected("bad_signature", "WeChat Pay signature headers are missing")
-    key = public_keys.get(serial.strip().upper())
+    key = public_keys.get(serial_key(serial))
     if key is None:
         raise NotificationRejected("unknown_serial", f"unknown WeChat Pay platform key serial {serial!r}")
     if not verify(key, response_message(timestamp, nonce, body), signature):
