@@ -1,4 +1,5 @@
-"""careloop serve | worker | migrate | create-tenant | seed-demo | export-openapi | verify-audit | fake-wechat"""
+"""careloop serve | worker | migrate | create-tenant | seed-demo | export-openapi | export-events | verify-audit |
+fake-wechat"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from app.core.logging import configure_logging
-from app.core.settings import get_settings
+from app.core.settings import ProductionMisconfigured, get_settings
 
 log = logging.getLogger("careloop.cli")
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +46,17 @@ async def _with_database(database_url: str, work):
         await db.dispose_engine()
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+async def migrate_database(database_url: str) -> None:
+    """The schema, then data that follows the code: preset roles get the permissions a release added."""
     from app.core.migrate import upgrade
+    from app.domain.iam.service import sync_preset_roles
 
+    await upgrade(database_url, data_steps=(sync_preset_roles,))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
     database_url, _ = _urls()
-    asyncio.run(upgrade(database_url))
+    asyncio.run(migrate_database(database_url))
     print("database is at the latest schema")
     return 0
 
@@ -83,6 +90,16 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     database_url, _ = _urls()
     result = asyncio.run(_with_database(database_url, lambda: seed_demo(if_missing=args.if_missing)))
     print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_export_events(args: argparse.Namespace) -> int:
+    from app.events_doc import EVENTS_DOC, events_markdown
+
+    target = Path(args.output) if args.output else EVENTS_DOC
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(events_markdown())
+    print(f"wrote {target}")
     return 0
 
 
@@ -123,7 +140,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.core.embedded import stop_embedded
-    from app.core.migrate import upgrade
     from app.main import create_app
 
     settings = get_settings()
@@ -142,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         database_url, redis_url = _urls()
         if not args.no_migrate:
-            asyncio.run(upgrade(database_url))
+            asyncio.run(migrate_database(database_url))
         if args.seed_demo:
             from app.seed import seed_demo
 
@@ -250,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output")
     export.set_defaults(func=cmd_export_openapi)
 
+    events = sub.add_parser("export-events", help="write docs/events.md (the outbox topics and their consumers)")
+    events.add_argument("--output")
+    events.set_defaults(func=cmd_export_events)
+
     verify = sub.add_parser("verify-audit", help="check a tenant's audit hash chain (exit 2 when broken)")
     verify.add_argument("--tenant", required=True, help="tenant code")
     verify.set_defaults(func=cmd_verify_audit)
@@ -262,10 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run the product against its data; ENVIRONMENT=production checks their configuration first.
+RUNS_THE_PRODUCT = {"serve", "worker", "migrate", "create-tenant", "seed-demo", "verify-audit"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if settings.production and args.command in RUNS_THE_PRODUCT:
+        problems = settings.production_problems()
+        if problems:
+            print(ProductionMisconfigured(problems), file=sys.stderr)
+            return 2
+        logging.getLogger("careloop").info(
+            "ENVIRONMENT=production: configured keys and servers only; no generated keys, embedded servers "
+            "or plain-http webhooks")
     return args.func(args)
 
 

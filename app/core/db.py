@@ -15,8 +15,8 @@ Two ways to be the non-owner role:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import text
@@ -38,6 +38,15 @@ SET_ROLE_AND_TENANT = text(
 )
 
 BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+class SessionFactory(Protocol):
+    """Opens one transaction (`session_scope`'s signature). The worker's runner hands it to jobs and to
+    handlers that call out between transactions; domain code never opens transactions on its own."""
+
+    def __call__(
+        self, tenant_id: UUID | None = None, *, system: bool = False, info: dict[str, Any] | None = None
+    ) -> AbstractAsyncContextManager[AsyncSession]: ...
 
 
 def async_url(url: str) -> str:
@@ -101,6 +110,13 @@ def before_commit(session: AsyncSession, hook: BeforeCommit, key: str) -> None:
     hooks.setdefault(key, hook)
 
 
+def after_commit(session: AsyncSession, hook: Callable[[], None], key: str) -> None:
+    """Run `hook` once, after this transaction committed (e.g. forgetting what a process cached of the rows
+    it changed: before the commit, a concurrent reader could cache the old rows again)."""
+    hooks: dict[str, Callable[[], None]] = session.info.setdefault("after_commit", {})
+    hooks.setdefault(key, hook)
+
+
 async def run_before_commit(session: AsyncSession) -> None:
     hooks: dict[str, BeforeCommit] = session.info.get("before_commit", {})
     while hooks:
@@ -129,3 +145,5 @@ async def session_scope(
             yield session
             await run_before_commit(session)
             await session.flush()
+        for hook in session.info.pop("after_commit", {}).values():
+            hook()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from app.core.db import async_url
+from app.core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATION_LOCK = 724_115_001
@@ -21,7 +25,12 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(database_url: str, revision: str = "head") -> None:
+DataStep = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+async def upgrade(database_url: str, revision: str = "head", *, data_steps: Sequence[DataStep] = ()) -> None:
+    """Migrate the schema, then run `data_steps` (data that follows the code, e.g. preset roles a release
+    extended) in the same locked connection."""
     engine = create_async_engine(async_url(database_url))
     try:
         async with engine.connect() as conn:
@@ -34,10 +43,8 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
                     command.upgrade(config, revision)
 
                 await conn.run_sync(run)
-                # Data that follows the code: preset roles get permissions a release added.
-                from app.domain.iam.service import sync_preset_roles
-
-                await sync_preset_roles(conn)
+                for step in data_steps:
+                    await step(conn)
                 await conn.commit()
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
@@ -46,17 +53,12 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
         await engine.dispose()
 
 
-
 async def ensure_app_login(owner_url: str) -> str:
     """Create (once) a passwordless LOGIN role in the application role and return a URL for it.
 
     For the embedded server and local test clusters, which trust local connections; production
     creates its own login role with a password and sets APP_DATABASE_URL.
     """
-    from sqlalchemy.engine import make_url
-
-    from app.core.settings import get_settings
-
     role = get_settings().db_app_role
     login = f"{role}_login"
     engine = create_async_engine(async_url(owner_url))

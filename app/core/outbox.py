@@ -17,14 +17,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import audit
+from app.core import audit, retry
 from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.context import current_context
 from app.core.db import current_tenant
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict
 from app.core.models import TENANT_TABLES, TenantRow, tenant_fk, timestamp_field
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 
 NOTIFY_CHANNEL = "careloop_outbox"
 
@@ -104,18 +105,17 @@ async def list_events(
         stmt = stmt.where(OutboxEvent.status == status)
     if topic:
         stmt = stmt.where(OutboxEvent.topic == topic)
-    return await paginate(session, stmt, OutboxEvent.id, params, descending=True)
+    # SQLModel types a column attribute as its value type (UUID); at run time it is the InstrumentedAttribute.
+    return await paginate(session, stmt, OutboxEvent.id, params, descending=True)  # type: ignore[arg-type]
 
 
 async def retry_event(session: AsyncSession, actor: Actor, event_id: UUID) -> OutboxEvent:
     """Send a dead-lettered event round again (after its cause was fixed)."""
     actor.require("outbox:write")
-    event = await session.get(OutboxEvent, (actor.tenant_id, event_id), with_for_update=True)
-    if event is None:
-        raise NotFound("event not found", code="event_not_found")
+    event = await get_or_404(session, OutboxEvent, actor.tenant_id, event_id, code="event_not_found", lock=True)
     if event.status != OutboxStatus.DEAD:
         raise Conflict(f"only dead events can be retried; this one is {event.status}", code="event_not_dead")
-    event.status, event.attempts, event.available_at, event.last_error = OutboxStatus.PENDING, 0, utcnow(), None
+    retry.revive(event, status=OutboxStatus.PENDING, due_at=utcnow(), due_field="available_at")
     session.add(event)
     await session.flush()
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})

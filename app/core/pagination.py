@@ -36,7 +36,7 @@ class PageParams(BaseModel):
     cursor: str | None = None
 
 
-def page_params(
+async def page_params(
     limit: int = Query(50, ge=1, le=MAX_LIMIT, description="Page size (1–200)"),
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
 ) -> PageParams:
@@ -73,7 +73,7 @@ def _issuable(value: Any) -> bool:
 async def paginate(
     session: AsyncSession,
     stmt: Select,
-    key: InstrumentedAttribute,
+    key: InstrumentedAttribute[Any],
     params: PageParams,
     *,
     descending: bool = False,

@@ -8,20 +8,19 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 from sqlalchemy import text
 
-from app.core.db import session_scope
+from app.core import audit
+from app.core.db import SessionFactory
+from app.core.events import scheduled
 from app.core.settings import get_settings
-from app.domain.cards.jobs import run_card_housekeeping
-from app.domain.care.engine import run_care_schedules
-from app.domain.chatsync.service import run_chat_sync
-from app.domain.checkout.jobs import run_wechat_order_timeouts
-from app.domain.webhooks.service import run_webhook_deliveries
-from app.workers import dispatch, subscribers  # noqa: F401  (subscribers registers handlers)
+from app.domain.messaging.channels import configure as configure_message_channels
+from app.workers import dispatch
 from app.workers.relay import run_relay
+from app.workers.scheduled import all_jobs, bind
 
 log = logging.getLogger("careloop.worker")
 
@@ -34,10 +33,11 @@ def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
 
 
-async def purge_expired(ctx: dict[str, Any] | None = None) -> dict[str, int]:
-    """Daily housekeeping: old idempotency keys and delivered outbox events."""
+@scheduled(hour={3}, minute={17})
+async def purge_expired(sessions: SessionFactory) -> dict[str, int]:
+    """Daily housekeeping: old idempotency keys, delivered outbox events and expired refresh tokens."""
     settings = get_settings()
-    async with session_scope(system=True) as session:
+    async with sessions(system=True) as session:
         keys = await session.execute(
             text("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => :h)"),
             {"h": settings.idempotency_ttl_hours},
@@ -49,28 +49,27 @@ async def purge_expired(ctx: dict[str, Any] | None = None) -> dict[str, int]:
     return {"idempotency_keys": keys.rowcount, "outbox": events.rowcount, "refresh_tokens": tokens.rowcount}
 
 
-FUNCTIONS = [dispatch.dispatch_event, purge_expired, run_card_housekeeping, run_care_schedules,
-             run_wechat_order_timeouts,
-             run_chat_sync, run_webhook_deliveries]
-CRON_JOBS = [
-    cron(purge_expired, hour={3}, minute={17}, run_at_startup=False),
-    cron(run_card_housekeeping, minute={5}, run_at_startup=True),  # hourly, and once at start
-    # Schedule-triggered care rules (birthdays, inactivity, visits ahead) and overdue task notices: hourly, so
-    # every store's local day is covered soon after it starts; cause keys make reruns find nothing new.
-    cron(run_care_schedules, minute={11}, run_at_startup=True),
-    # Every minute: an unpaid WeChat order is closed within a minute of its expiry (default 15 min).
-    cron(run_wechat_order_timeouts, second={30}, run_at_startup=False),
-    # Chat archive every 5 minutes (WeCom's msgaudit notice triggers it sooner; notices can be lost).
-    cron(run_chat_sync, minute=set(range(2, 60, 5)), run_at_startup=False),
-    # Webhook retries whose backoff has run out (first attempts go out at once through the outbox).
-    cron(run_webhook_deliveries, second={45}, run_at_startup=False),
-]
+@scheduled(second=set(range(0, 60, 2)))
+async def seal_audit_reads(sessions: SessionFactory) -> int:
+    """Reads of health data recorded since the last pass go into the audit chain (within ~2 s)."""
+    return await audit.seal_reads(sessions)
+
+
+def job_functions() -> tuple[list[Any], list[Any]]:
+    """The arq functions and cron jobs: the dispatcher and every context's `@scheduled` job (discovered)."""
+    jobs = all_jobs()
+    bound = {job.name: bind(job) for job in jobs}
+    functions = [func(dispatch.dispatch_event, name="dispatch_event")] + [func(f, name=n) for n, f in bound.items()]
+    crons = [cron(bound[job.name], name=f"cron:{job.name}", run_at_startup=job.run_at_startup, **job.cron)
+             for job in jobs if job.cron]
+    return functions, crons
 
 
 def build_worker(redis_url: str, *, burst: bool = False, handle_signals: bool = False) -> Worker:
+    functions, crons = job_functions()
     return Worker(
-        functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
+        functions=functions,
+        cron_jobs=crons,
         redis_settings=redis_settings(redis_url),
         queue_name=queue_name(),
         burst=burst,
@@ -97,8 +96,6 @@ class BackgroundWorker:
         self.pool: ArqRedis | None = None
 
     async def start(self) -> None:
-        from app.domain.messaging.channels import configure as configure_message_channels
-
         # WeChat/WeCom channels share access tokens through this Redis (embedded mode has no REDIS_URL).
         configure_message_channels(redis_url=self.redis_url)
         self.pool = await create_queue_pool(self.redis_url)

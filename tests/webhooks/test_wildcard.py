@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.workers import registry
+from app.core import events as registry
 
 
 async def _own(session, event): ...

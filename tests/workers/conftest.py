@@ -9,8 +9,8 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
+from app.core import events as registry
 from app.core.settings import get_settings
-from app.workers import registry
 from app.workers.runtime import build_worker, create_queue_pool, queue_name
 
 
