@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
-
-from sqlmodel import select, update
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from app.core.actor import Actor
 from app.core.context import RequestContext, reset_context, set_context
 from app.core.db import session_scope
+from app.core.errors import Conflict
+from app.domain.booking import appointments, availability, schedule, waitlist
+from app.domain.booking.schedule_schemas import (
+    BookingPolicySet,
+    ClosureCreate,
+    OpeningRange,
+    ResourceCreate,
+    ShiftPatternCreate,
+    StaffSkillsSet,
+    StoreHoursSet,
+    TimeOffCreate,
+)
+from app.domain.booking.schemas import AppointmentCreate
+from app.domain.cards import service as cards
+from app.domain.cards import templates as card_templates
+from app.domain.cards.schemas import CardTemplateCreate, TemplateItemIn
 from app.domain.care import seed_rules as care_rules
-from app.domain.care.models import AutomationRule
+from app.domain.care import service as care
 from app.domain.catalog import service as catalog
 from app.domain.catalog.schemas import (
     CommissionRule,
@@ -24,7 +38,6 @@ from app.domain.catalog.schemas import (
 )
 from app.domain.checkout.demo import seed_checkout
 from app.domain.iam import service as iam
-from app.domain.iam.models import Staff
 from app.domain.iam.schemas import StaffCreate
 from app.domain.inventory import service as inventory
 from app.domain.inventory.schemas import MovementCreate, ThresholdSet
@@ -44,8 +57,12 @@ from app.domain.members.schemas import (
 )
 from app.domain.messaging.demo import seed_messaging
 from app.domain.tenancy import service as tenancy
-from app.domain.tenancy.models import Store, Tenant
 from app.domain.tenancy.schemas import StoreCreate
+from app.domain.visits import service as visits
+from app.domain.visits.schemas import ServiceCompletion
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store, Tenant
 
 DEMO_TENANT = "demo"
 DEMO_PASSWORD = "careloop-demo"
@@ -112,7 +129,8 @@ DEMO_MEMBERS = [
 ]
 
 
-async def _seed_members(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> list[str]:
+async def _seed_members(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> dict[str, UUID]:
+    """Tags, fields and members; returns the members' ids by name."""
     for group_name, (exclusive, tags) in DEMO_TAG_GROUPS.items():
         group = await members.create_tag_group(session, actor, TagGroupCreate(name=group_name, exclusive=exclusive))
         for tag in tags:
@@ -137,7 +155,7 @@ async def _seed_members(session, actor: Actor, stores: list[Store], staff_ids: d
     await members.add_note(session, actor, by_name["张伟"].id,
                            NoteCreate(body="久坐办公，右侧肩颈僵硬明显，建议每周两次推拿。"))
     await members.add_note(session, actor, by_name["王芳"].id, NoteCreate(body="对青霉素过敏；艾灸时注意温度。"))
-    return [m.name for m in created]
+    return {m.name: m.id for m in created}
 
 
 # name, unit, default low-stock threshold, category
@@ -167,18 +185,20 @@ DEMO_STOCK = {"艾条": (200, 80), "按摩精油": (3000, 1000), "火罐消毒�
 BRANCH_THRESHOLDS = {"艾条": 20, "按摩精油": 200, "火罐消毒棉": 30, "一次性床单": 15}
 
 
-async def _seed_catalog(session, actor: Actor, stores: list[Store]) -> list[str]:
+async def _seed_catalog(session, actor: Actor, stores: list[Store]) -> dict[str, UUID]:
+    """Consumables, services, products and their stock; returns the services' ids by name."""
     items: dict[str, dict[str, Any]] = {}
+    services: dict[str, UUID] = {}
     for name, unit, threshold, category in DEMO_CONSUMABLES:
         consumable = await catalog.create_consumable(session, actor, ConsumableCreate(
             name=name, unit=unit, low_stock_threshold=threshold, category=category))
         items[name] = {"consumable_id": consumable.id}
     for name, minutes, price, (kind, pool), recipe, commission, category in DEMO_SERVICES:
-        await catalog.create_service(session, actor, ServiceCreate(
+        services[name] = (await catalog.create_service(session, actor, ServiceCreate(
             name=name, duration_minutes=minutes, price=price, category=category, buffer_minutes=10,
             resource_requirements=[ResourceRequirement(kind=kind, pool=pool)],
             consumables=[RecipeLine(consumable_id=items[c]["consumable_id"], quantity=q) for c, q in recipe.items()],
-            commission=CommissionRule(**commission) if commission else None))
+            commission=CommissionRule(**commission) if commission else None))).id
     for name, unit, price, sku, threshold in DEMO_PRODUCTS:
         product = await catalog.create_product(session, actor, ProductCreate(
             name=name, unit=unit, price=price, sku=sku, category="养生零售", low_stock_threshold=threshold))
@@ -191,7 +211,7 @@ async def _seed_catalog(session, actor: Actor, stores: list[Store]) -> list[str]
     for name, threshold in BRANCH_THRESHOLDS.items():
         await inventory.set_threshold(session, actor, ThresholdSet(
             store_id=stores[1].id, low_stock_threshold=threshold, **items[name]))
-    return [name for name, *_ in DEMO_SERVICES]
+    return services
 
 
 # name, kind, price, {service: (sessions, gifted)}, extra template fields
@@ -214,26 +234,16 @@ DEMO_CARDS = [
 ]
 
 
-async def _seed_cards(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> list[str]:
-    from app.domain.cards import service as cards
-    from app.domain.cards.schemas import CardTemplateCreate, TemplateItemIn
-    from app.domain.catalog.models import Service
-    from app.domain.members.models import Member
-    from app.domain.visits import service as visits
-    from app.domain.visits.schemas import ServiceCompletion
-
-    services = {s.name: s.id for s in (await session.exec(select(Service))).all()}
+async def _seed_cards(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any],
+                      services: dict[str, UUID], people: dict[str, UUID]) -> list[str]:
     templates = {}
     for name, kind, price, items, extra in DEMO_CARD_TEMPLATES:
-        template = await cards.create_template(session, actor, CardTemplateCreate(
+        template = await card_templates.create_template(session, actor, CardTemplateCreate(
             name=name, kind=kind, price=price, items=[
                 TemplateItemIn(service_id=services[s], sessions=n, gifted_sessions=g) for s, (n, g) in items.items()],
             **extra))
         templates[name] = template.id
-    people = {m.name: m.id for m in (await session.exec(select(Member))).all()}
-    senior = (await session.exec(select(Staff).where(Staff.username == "therapist.chen"))).one()
-    senior.level = "senior"
-    session.add(senior)
+    await iam.set_staff_details(session, actor.tenant_id, "therapist.chen", level="senior")
     issued = []
     for member, template, store_index, price, visits_done in DEMO_CARDS:
         card = await cards.issue_card(session, actor, member_id=people[member], template_id=templates[template],
@@ -277,30 +287,11 @@ DEMO_BOOKINGS = [
 ]
 
 
-async def _seed_booking(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any]) -> list[str]:
+async def _seed_booking(session, actor: Actor, stores: list[Store], staff_ids: dict[str, Any],
+                        services: dict[str, UUID], people: dict[str, UUID]) -> list[str]:
     """Rooms, beds and devices, opening hours, skills, weekly shifts, a leave day, and bookings for the
     next days through the real booking path (so the demo's availability and calendar show them)."""
-    from datetime import date, time, timedelta
-
-    from app.core.clock import utcnow
-    from app.domain.booking import appointments, availability, schedule, waitlist
-    from app.domain.booking.schedule_schemas import (
-        BookingPolicySet,
-        ClosureCreate,
-        OpeningRange,
-        ResourceCreate,
-        ShiftPatternCreate,
-        StaffSkillsSet,
-        StoreHoursSet,
-        TimeOffCreate,
-    )
-    from app.domain.booking.schemas import AppointmentCreate
-    from app.domain.catalog.models import Service
-    from app.domain.members.models import Member
-
-    services = {s.name: s.id for s in (await session.exec(select(Service))).all()}
-    people = {m.name: m.id for m in (await session.exec(select(Member))).all()}
-    today = utcnow().astimezone(ZoneInfo(stores[0].timezone)).date()
+    today = tenancy.store_today(stores[0])
     for index, store in enumerate(stores):
         for kind, name, pool, capacity in DEMO_RESOURCES[index]:
             await schedule.create_resource(session, actor, ResourceCreate(
@@ -321,7 +312,7 @@ async def _seed_booking(session, actor: Actor, stores: list[Store], staff_ids: d
             staff_id=staff_ids[username], store_id=stores[store_index].id, weekdays=weekdays,
             starts=time.fromisoformat(starts), ends=time.fromisoformat(ends), valid_from=today - timedelta(days=7)))
     leave_day = today + timedelta(days=9)
-    zone = ZoneInfo(stores[0].timezone)
+    zone = tenancy.store_zone(stores[0])
     await schedule.create_time_off(session, actor, TimeOffCreate(
         staff_id=staff_ids["therapist.liu"], kind="leave", reason="年假",
         starts_at=datetime.combine(leave_day, time(0), zone),
@@ -371,8 +362,6 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
     if existing is not None:
         if if_missing:
             return summary | {"created": False}
-        from app.core.errors import Conflict
-
         raise Conflict("the demo tenant already exists", code="tenant_exists")
     tenant = await create_tenant_with_owner(code=DEMO_TENANT, name="康悦堂中医养生连锁",
                                             owner_username="owner", owner_password=DEMO_PASSWORD)
@@ -387,24 +376,20 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
                     username=username, password=DEMO_PASSWORD, display_name=display_name, roles=roles,
                     store_ids=[stores[i].id for i in store_indexes]))
                 staff_ids[username] = created.id
-            await _seed_catalog(session, actor, stores)
-            member_names = await _seed_members(session, actor, stores, staff_ids)
-            issued_cards = await _seed_cards(session, actor, stores, staff_ids)
-            bookings = await _seed_booking(session, actor, stores, staff_ids)
+            services = await _seed_catalog(session, actor, stores)
+            people = await _seed_members(session, actor, stores, staff_ids)
+            issued_cards = await _seed_cards(session, actor, stores, staff_ids, services, people)
+            bookings = await _seed_booking(session, actor, stores, staff_ids, services, people)
             coupons = await seed_loyalty(session, actor)
             orders = await seed_checkout(session, actor, stores, staff_ids)
             templates = await seed_messaging(session, actor)
             # The demo has the templates the message rules wait for: switch those rules on.
-            await session.execute(update(AutomationRule).where(
-                AutomationRule.tenant_id == tenant.id,
-                AutomationRule.key.in_(("care_after_treatment", "appointment_reminder"))).values(enabled=True))
-            owner = (await session.exec(select(Staff).where(Staff.username == "owner"))).one()
-            owner.display_name = "王建国"
-            session.add(owner)
+            await care.enable_rules(session, tenant.id, ["care_after_treatment", "appointment_reminder"])
+            await iam.set_staff_details(session, tenant.id, "owner", display_name="王建国")
             rules = await care_rules.rule_summaries(session, tenant.id)
     finally:
         reset_context(token)
     return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores],
-                      "members": member_names, "cards": issued_cards, "appointments": bookings,
+                      "members": list(people), "cards": issued_cards, "appointments": bookings,
                       "coupons": coupons, "orders": orders, "message_templates": templates,
                       "automation_rules": rules}

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from app.core.db import session_scope
 from app.seed import create_tenant_with_owner
-from app.workers import subscribers  # noqa: F401  registers the handlers, as the worker process does
+from app.workers import dispatch as _dispatch  # noqa: F401  discovers the handlers, as the worker process does
 from app.workers.dispatch import dispatch_event
 
 PASSWORD = "correct-horse-battery"

@@ -8,10 +8,12 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.errors import AppError
 from app.core.pagination import PageParams
 from app.domain.booking import appointments, availability
+from app.domain.booking.presenters import present
 from app.domain.booking.schemas import AppointmentCancel, AppointmentCreate, AppointmentOut, AppointmentReschedule
 from app.graphql.context import Context, page_limit, parse_id, validated
 
@@ -38,7 +40,7 @@ class Appointment:
     ends_at: datetime
     status: str
     channel: str
-    notes: str | None
+    notes: str | None = strawberry.field(description="The store's internal notes; always null for patients")
     resource_ids: list[strawberry.ID]
     service_record_id: strawberry.ID | None
 
@@ -60,8 +62,9 @@ class AppointmentPage:
     next_cursor: str | None
 
 
-async def _present(info: Info[Context, None], rows: list) -> list[Appointment]:
-    return [Appointment.of(a) for a in await appointments.present(info.context.session, rows)]
+async def _present(info: Info[Context, None], actor: Actor, rows: list) -> list[Appointment]:
+    """Through the audience's presenter, as REST does (patients never get the store's notes)."""
+    return [Appointment.of(a) for a in await present(info.context.session, actor, rows)]
 
 
 @strawberry.type
@@ -93,7 +96,7 @@ class BookingQueries:
             staff_id=actor.id if mine else None,
             member_id=parse_id(member_id, "member_id") if member_id else None,
             since=starts_from, until=starts_before, status=status)
-        return AppointmentPage(items=await _present(info, list(rows)), next_cursor=next_cursor)
+        return AppointmentPage(items=await _present(info, actor, list(rows)), next_cursor=next_cursor)
 
 
 @strawberry.input
@@ -117,7 +120,7 @@ class BookingMutations:
                           starts_at=input.starts_at.isoformat(), notes=input.notes,
                           channel=None if actor.kind == "patient" else "wecom")
         booked = await appointments.book(info.context.session, actor, data)
-        return (await _present(info, booked))[0]
+        return (await _present(info, actor, booked))[0]
 
     @strawberry.mutation(description="Move an appointment; the old time stays booked if the new one is taken.")
     async def reschedule_appointment(self, info: Info[Context, None], id: strawberry.ID, starts_at: datetime,
@@ -126,7 +129,7 @@ class BookingMutations:
         data = validated(AppointmentReschedule, starts_at=starts_at.isoformat(),
                           staff_id=str(staff_id) if staff_id else None)
         moved = await appointments.reschedule(info.context.session, actor, parse_id(id, "id"), data)
-        return (await _present(info, [moved]))[0]
+        return (await _present(info, actor, [moved]))[0]
 
     @strawberry.mutation(description="Cancel an appointment and free its time.")
     async def cancel_appointment(self, info: Info[Context, None], id: strawberry.ID,
@@ -134,4 +137,4 @@ class BookingMutations:
         actor = await info.context.actor(audiences=EVERYONE)
         data = validated(AppointmentCancel, reason=reason)
         cancelled = await appointments.cancel(info.context.session, actor, parse_id(id, "id"), data)
-        return (await _present(info, [cancelled]))[0]
+        return (await _present(info, actor, [cancelled]))[0]

@@ -69,7 +69,7 @@ class CheckoutMutations:
     @strawberry.mutation(description="Buy a card (card_template_id) or top one up (card_id + amount) and pay "
                                      "with WeChat Pay: the order stays pending until WeChat notifies payment.")
     async def buy_with_wechat_pay(self, info: Info[Context, None], member_id: strawberry.ID,
-                                  store_id: strawberry.ID, payer_openid: str,
+                                  store_id: strawberry.ID, payer_openid: str | None = None,
                                   card_template_id: strawberry.ID | None = None, card_id: strawberry.ID | None = None,
                                   top_up_amount: int | None = None, amount: int = 0) -> Order:
         actor = await info.context.actor(audiences=EVERYONE)

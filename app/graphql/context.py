@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from fastapi import Request
 from pydantic import ValidationError
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
@@ -15,7 +14,10 @@ from strawberry.fastapi import BaseContext
 from app.api.deps import STAFF_AND_INTEGRATION, _load_actor
 from app.core.actor import Actor
 from app.core.errors import AppError
-from app.domain.tenancy.models import Store
+from app.domain.tenancy import service as tenancy
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store
 
 
 class Context(BaseContext):
@@ -42,10 +44,9 @@ class Context(BaseContext):
             self.loaders[name] = DataLoader(load_fn=load_fn)
         return self.loaders[name]
 
-    def store_loader(self) -> DataLoader[UUID, Store | None]:
+    def store_loader(self, tenant_id: UUID) -> DataLoader[UUID, Store | None]:
         async def load(ids: list[UUID]) -> list[Store | None]:
-            rows = (await self.session.exec(select(Store).where(Store.id.in_(ids)))).all()
-            by_id = {s.id: s for s in rows}
+            by_id = await tenancy.stores_by_id(self.session, tenant_id, set(ids))
             return [by_id.get(i) for i in ids]
 
         return self.loader("store", load)

@@ -12,7 +12,7 @@ from strawberry.types import Info
 from app.core.errors import AppError
 from app.core.pagination import PageParams
 from app.domain.members import service as members
-from app.domain.members.schemas import MemberOut, MemberSummary, NoteCreate, TagChange
+from app.domain.members.schemas import HealthSharing, MemberOut, MemberSummary, NoteCreate, TagChange
 from app.graphql.context import Context, page_limit, parse_id, validated
 
 PATIENT_TOO = ("staff", "integration", "patient")
@@ -64,6 +64,7 @@ class Member:
     family: Family | None
     health: Health | None
     health_visible: bool
+    health_shared_with_family: bool
     status: str
     last_visit_at: datetime | None
 
@@ -77,7 +78,7 @@ class Member:
             family=Family(group_id=strawberry.ID(str(out.family.group_id)), role=out.family.role,
                           relation=out.family.relation) if out.family else None,
             health=Health(**out.health.model_dump()) if out.health else None, health_visible=out.health_visible,
-            status=out.status, last_visit_at=out.last_visit_at,
+            health_shared_with_family=out.health_shared_with_family, status=out.status, last_visit_at=out.last_visit_at,
         )
 
     @strawberry.field(description="Appointments, visits, orders, card changes, messages and notes, newest first.")
@@ -140,6 +141,16 @@ class MemberMutations:
                                       NoteCreate(body=body))
         return TimelineEntry(type="note", occurred_at=note.created_at, id=f"note:{note.id}", title="备注",
                              data={"body": note.body})
+
+    @strawberry.mutation(description="Show (or stop showing) the member's health data to their family's head: "
+                                     "the member themself in the mini-program, or staff with members.health:write.")
+    async def set_health_sharing(self, info: Info[Context, None], member_id: strawberry.ID,
+                                 share_with_family: bool) -> Member:
+        actor = await info.context.actor(audiences=PATIENT_TOO)
+        data = validated(HealthSharing, share_with_family=share_with_family)
+        session = info.context.session
+        member = await members.set_health_sharing(session, actor, parse_id(member_id, "member_id"), data)
+        return Member.of(await members.present(session, actor, member))
 
     @strawberry.mutation(description="Add and remove tags by name.")
     async def change_member_tags(self, info: Info[Context, None], member_id: strawberry.ID,

@@ -80,7 +80,7 @@ async def test_booking_takes_the_therapist_and_a_room_and_announces_itself(clien
     r = await shop.book(shop.at(10, 30), member=await make_member(shop.kit))
     problem = assert_problem(r, 409, "staff_busy")
     assert problem["conflict"] == {"kind": "staff", "id": shop.therapists[0]}
-    other = await shop.booked(shop.at(10, 30), staff=shop.therapists[1])
+    other = await shop.booked(shop.at(10, 30), staff=shop.therapists[1], member=await make_member(shop.kit))
     assert other["resource_ids"] != booked["resource_ids"]
     # Both rooms taken: a third therapist finds none (the first room's buffer runs to 11:15).
     third = (await add_therapists(shop.tenant_id, shop.store, 1, [shop.massage]))[0]
@@ -283,7 +283,7 @@ async def test_status_transitions(client):
         [(None, "booked"), ("booked", "checked_in"), ("checked_in", "completed")]
     topics = [t for t, _ in await events(shop.tenant_id) if t.startswith("appointment.")]
     assert topics == ["appointment.booked", "appointment.reminder_due", "appointment.checked_in",
-                      "appointment.completed", "appointment.follow_up_due"]
+                      "appointment.completed"]
     # A completed appointment keeps its time: nothing else goes into it.
     assert [a for _, _, a in await holds_of(a["id"])] == [True, True]
     assert_problem(await shop.book(shop.at(9), member=await make_member(shop.kit)), 409, "staff_busy")
@@ -323,8 +323,8 @@ async def test_complete_deducts_a_card_session_or_changes_nothing(client):
     assert record["staff_id"] == shop.therapists[0]
     got = (await shop.kit.get(f"/appointments/{first['id']}")).json()
     assert got["status"] == "completed" and got["service_record_id"] == done["service_record_id"]
-    (_, follow_up), = [e for e in await events(shop.tenant_id, "appointment.follow_up_due")]
-    assert follow_up["service_record_id"] == done["service_record_id"]
+    (_, completed), = [e for e in await events(shop.tenant_id, "service.completed")]
+    assert completed["service_record_id"] == done["service_record_id"]
 
     second = await shop.booked(shop.at(11))
     before = await row_counts(shop.tenant_id, *WRITTEN)

@@ -2,7 +2,8 @@
 
 Each example builds a store (random rooms, cleanup buffer, therapists' breaks and existing bookings), then
 tries random starts one after another: a start is booked (201) exactly when the availability fetched just
-before offered it, and refused with a 4xx otherwise.
+before offered it, and refused with a 4xx otherwise. Availability is about the store, not the member: each
+booking is for a member with nothing else booked (a member's own overlap is `member_busy`, tested apart).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.booking.appointment_helpers import make_shop
+from tests.cards.helpers import make_member
 
 GRID = [(h, m) for h in range(8, 22) for m in (0, 15, 30, 45)]  # the store's 15-minute grid, 08:00–21:45
 starts = st.sampled_from(GRID)
@@ -37,7 +39,8 @@ async def test_offered_slots_are_exactly_the_bookable_ones(client, plan):
                                          "ends_at": (start + timedelta(minutes=minutes)).isoformat()})
         assert r.status_code in (201, 409), r.text
     for who, (h, m), massage in plan["existing"]:  # whatever fits; refusals here are fine
-        await shop.book(shop.at(h, m), staff=shop.therapists[who], service=shop.massage if massage else shop.consult)
+        await shop.book(shop.at(h, m), staff=shop.therapists[who], service=shop.massage if massage else shop.consult,
+                        member=await make_member(kit))
 
     for (h, m), who, massage in plan["tries"]:
         service = shop.massage if massage else shop.consult
@@ -49,7 +52,7 @@ async def test_offered_slots_are_exactly_the_bookable_ones(client, plan):
         assert r.status_code == 200, r.text
         offered = {datetime.fromisoformat(s["starts_at"]) for s in r.json()["slots"]}
         start = shop.at(h, m)
-        booked = await shop.book(start, staff=staff, service=service)
+        booked = await shop.book(start, staff=staff, service=service, member=await make_member(kit))
         if start in offered:
             assert booked.status_code == 201, f"{start} was offered but booking said {booked.text}"
             if staff:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from tests.booking.appointment_helpers import make_shop, schedule
+from tests.cards.helpers import make_member
 from tests.members.helpers import patient_token
 from tests.platform.test_graphql import codes, gql
 
@@ -52,7 +53,7 @@ async def test_the_sidebar_shows_the_therapists_own_appointments(client):
     therapist = await shop.kit.staff(["therapist"], [shop.store])
     await schedule(shop.tenant_id, shop.store, [therapist["id"]], [shop.massage, shop.consult])
     theirs = await shop.booked(shop.at(10), staff=therapist["id"])
-    await shop.booked(shop.at(10), staff=shop.therapists[0])  # someone else's
+    await shop.booked(shop.at(10), staff=shop.therapists[0], member=await make_member(shop.kit))  # someone else's
     day = await gql(shop.kit, DAY, therapist["token"])
     assert "errors" not in day, day
     assert [(a["id"], a["memberId"]) for a in day["data"]["appointments"]["items"]] == [(theirs["id"], shop.member)]

@@ -96,7 +96,7 @@ async def test_patients_join_and_leave_for_themselves_only(client):
 async def test_store_day_board_lists_each_therapist_and_room(client):
     shop = await make_shop(client, therapists=2, rooms=2)
     a = await shop.booked(shop.at(9), staff=shop.therapists[0])
-    b = await shop.booked(shop.at(9), staff=shop.therapists[1])
+    b = await shop.booked(shop.at(9), staff=shop.therapists[1], member=await make_member(shop.kit))
     c = await shop.booked(shop.at(11), staff=shop.therapists[0], service=shop.consult)
     cancelled = await shop.booked(shop.at(14), staff=shop.therapists[1])
     await shop.act(cancelled["id"], "cancel", {})

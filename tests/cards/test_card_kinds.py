@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from app.core.errors import AppError
 from app.domain.cards import service as cards
-from app.domain.cards.jobs import run_card_housekeeping
+from app.workers.scheduled import run_card_housekeeping
 from tests.cards.helpers import (
     MASSAGE_PRICE,
     MOXA_PRICE,

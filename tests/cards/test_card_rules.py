@@ -11,7 +11,7 @@ import pytest
 
 from app.core.errors import AppError
 from app.domain.cards import service as cards
-from app.domain.cards.jobs import run_card_housekeeping
+from app.workers.scheduled import run_card_housekeeping
 from tests.cards.helpers import (
     Clinic,
     assert_problem,

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from app.core import clock
-from app.workers import subscribers  # noqa: F401  registers the handlers, as the worker process does
+from app.workers import dispatch as _dispatch  # noqa: F401  discovers the handlers, as the worker process does
 from tests.cards.helpers import make_clinic, owner_sql
 from tests.factories import TenantKit, deliver  # noqa: F401  (deliver: re-exported for the care tests)
 

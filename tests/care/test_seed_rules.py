@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from app.domain.care.engine import run_care_schedules
+from app.workers.scheduled import run_care_schedules
 from tests.booking.appointment_helpers import make_shop
 from tests.cards.helpers import complete_direct, count_card, make_clinic, make_member, owner_sql
 from tests.care.helpers import (

@@ -8,9 +8,12 @@ import pytest
 from sqlalchemy import text
 
 from app.core.db import session_scope
+from app.core.settings import get_settings
 from app.domain.chatsync import service as chatsync
 from app.domain.chatsync.archive import ChatDecryptError, ChatSyncNotConfigured, parse_private_keys
 from app.domain.chatsync.fake import FakeChatArchiveSource, new_private_key, pem
+from app.domain.chatsync.jobs import run_chat_sync
+from app.domain.wechat_links.events import WECOM_MSGAUDIT_NOTIFY
 from app.workers.dispatch import dispatch_event
 from tests.factories import new_tenant
 
@@ -55,8 +58,9 @@ async def cursor(tenant_id: UUID):
 
 
 @pytest.fixture
-async def setup(client):
+async def setup(client, monkeypatch):
     kit = await new_tenant(client)
+    monkeypatch.setattr(get_settings(), "wecom_msgaudit_tenant", kit.code)  # the archive is this tenant's
     r = await kit.post("/members", {"name": "陈小姐", "phone": "13800001111"})
     assert r.status_code == 201, r.text
     member_id = r.json()["id"]
@@ -71,7 +75,7 @@ async def test_sync_stores_decrypted_records_maps_members_and_is_idempotent(setu
     source.add(image_msg("m2", "zhangsan", "wmLinkedCustomer", 2))
     source.add(text_msg("m3", "wmNotYetLinked", "zhangsan", "请问周六还有号吗", 3))
 
-    result = await chatsync.sync_chat_records(tenant, source=source, keys=KEYS, batch_size=2)
+    result = await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS, batch_size=2)
     assert (result.batches, result.fetched, result.stored, result.seq) == (2, 3, 3, 3)
     rows = await stored(tenant)
     assert [(r.msgid, r.direction, r.msgtype, r.staff_userid) for r in rows] == [
@@ -83,14 +87,14 @@ async def test_sync_stores_decrypted_records_maps_members_and_is_idempotent(setu
     assert (await cursor(tenant)).seq == 3
 
     # A rerun fetches from the cursor and stores nothing twice.
-    again = await chatsync.sync_chat_records(tenant, source=source, keys=KEYS, batch_size=2)
+    again = await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS, batch_size=2)
     assert (again.stored, again.seq) == (0, 3) and source.fetches[-1][0] == 3
     assert len(await stored(tenant)) == 3
 
     # The unlinked contact is linked later: the next run maps its records.
     other = await kit.post("/members", {"name": "刘先生", "phone": "13800002222"})
     await link(tenant, "wmNotYetLinked", other.json()["id"])
-    assert (await chatsync.sync_chat_records(tenant, source=source, keys=KEYS)).remapped == 1
+    assert (await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS)).remapped == 1
     assert str((await stored(tenant))[2].member_id) == other.json()["id"]
 
     # The API serves the text (decrypted) and audits the read; the timeline shows that, not what.
@@ -137,12 +141,12 @@ async def test_crash_mid_batch_resumes_from_the_cursor_and_dedupes(setup):
     source.crash_at = "c5"  # the second record of the second batch of three
 
     with pytest.raises(RuntimeError, match="mid-batch"):
-        await chatsync.sync_chat_records(tenant, source=source, keys=KEYS, batch_size=3)
+        await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS, batch_size=3)
     assert [r.msgid for r in await stored(tenant)] == ["c1", "c2", "c3"]  # batch 1 kept, batch 2 not at all
     state = await cursor(tenant)
     assert state.seq == 3 and "mid-batch" in state.last_error
 
-    result = await chatsync.sync_chat_records(tenant, source=source, keys=KEYS, batch_size=3)
+    result = await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS, batch_size=3)
     assert source.fetches[-2][0] == 3  # resumed from the cursor
     assert (result.stored, result.seq) == (3, 6)
     assert [r.msgid for r in await stored(tenant)] == [f"c{n}" for n in range(1, 7)]
@@ -152,7 +156,7 @@ async def test_crash_mid_batch_resumes_from_the_cursor_and_dedupes(setup):
     async with session_scope(tenant) as session:
         await session.execute(text("UPDATE chat_sync_cursors SET seq = 0"))
     source.add(text_msg("c1", "zhangsan", "wmLinkedCustomer", "第1条", 1), seq=7)
-    result = await chatsync.sync_chat_records(tenant, source=source, keys=KEYS, batch_size=3)
+    result = await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS, batch_size=3)
     assert (result.fetched, result.stored, result.seq) == (7, 0, 7)
     assert len(await stored(tenant)) == 6
 
@@ -163,9 +167,9 @@ async def test_wrong_private_key_stores_nothing_and_reports(setup):
     source.add(text_msg("w1", "wmLinkedCustomer", "zhangsan", "你好", 1))
     wrong = parse_private_keys(pem(new_private_key()))
     with pytest.raises(ChatDecryptError, match="w1: .* the right one"):
-        await chatsync.sync_chat_records(tenant, source=source, keys=wrong)
+        await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=wrong)
     with pytest.raises(ChatDecryptError, match="no private key configured for publickey_ver 1"):
-        await chatsync.sync_chat_records(tenant, source=source, keys=parse_private_keys(f"2:{pem(KEY)}"))
+        await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=parse_private_keys(f"2:{pem(KEY)}"))
     assert await stored(tenant) == []
     status = (await kit.get("/chat-sync/status")).json()
     assert status["seq"] == 0 and "publickey_ver 1" in status["last_error"]
@@ -190,7 +194,7 @@ async def test_run_endpoint_and_callback_event_sync_through_the_worker(setup, mo
     from app.core import outbox
 
     async with session_scope(tenant) as session:
-        event = await outbox.emit(session, chatsync.NOTIFY_TOPIC, {"token": "x"})
+        event = await outbox.emit(session, WECOM_MSGAUDIT_NOTIFY, {"token": "x"})
     assert await dispatch_event(None, kit.tenant_id, str(event.id)) == "done"
     assert [row.msgid for row in await stored(tenant)] == ["e1", "e2"]
 
@@ -201,12 +205,50 @@ async def test_a_second_concurrent_sync_of_a_tenant_stands_aside(setup):
     source.add(text_msg("l1", "wmLinkedCustomer", "zhangsan", "在吗", 1))
     async with session_scope(tenant) as session:  # another worker is mid-batch
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": chatsync._lock_key(tenant)})
-        result = await chatsync.sync_chat_records(tenant, source=source, keys=KEYS)
+        result = await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS)
     assert result.status == "busy" and await stored(tenant) == []
-    assert (await chatsync.sync_chat_records(tenant, source=source, keys=KEYS)).stored == 1
+    assert (await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS)).stored == 1
 
 
 async def test_unconfigured_deployment_says_so(setup, monkeypatch):
     _, tenant, _ = setup
     with pytest.raises(ChatSyncNotConfigured, match="WECOM_FINANCE_SDK_PATH"):
-        await chatsync.sync_chat_records(tenant)
+        await chatsync.sync_chat_records(session_scope, tenant)
+
+
+async def test_the_corps_archive_is_synced_into_its_own_tenant_only(setup, client, monkeypatch):
+    kit, tenant, _ = setup
+    other = await new_tenant(client)
+    other_id = UUID(other.tenant_id)
+    source = FakeChatArchiveSource(KEY)
+    source.add(text_msg("b1", "wmLinkedCustomer", "zhangsan", "这是康悦堂的会话", 1))
+    monkeypatch.setattr(chatsync, "configured_source", lambda: source)
+    monkeypatch.setattr(chatsync, "load_private_keys", lambda: KEYS)
+
+    # Another tenant of the deployment is refused, says so in its status, and stores nothing.
+    with pytest.raises(ChatSyncNotConfigured, match="belongs to another tenant"):
+        await chatsync.sync_chat_records(session_scope, other_id, source=source, keys=KEYS)
+    assert await stored(other_id) == [] and source.fetches == []
+    status = (await other.get("/chat-sync/status")).json()
+    assert status["archive_bound"] is False and "belongs to another tenant" in status["last_error"], status
+    r = await other.post("/chat-sync/run", {})
+    assert r.status_code == 409 and r.json()["code"] == "chat_archive_not_bound", r.text
+    # WeCom's notice to the other tenant's callback URL does not copy the archive either.
+    from app.core import outbox
+
+    async with session_scope(other_id) as session:
+        event = await outbox.emit(session, WECOM_MSGAUDIT_NOTIFY, {"agent_id": "1"})
+    assert await dispatch_event(None, other.tenant_id, str(event.id)) == "done"
+    assert await stored(other_id) == []
+
+    # The cron syncs the archive's own tenant (only).
+    assert (await kit.get("/chat-sync/status")).json()["archive_bound"] is True
+    done = await run_chat_sync(session_scope)
+    assert done["tenants"] == 1 and [r.msgid for r in await stored(tenant)] == ["b1"]
+    assert await stored(other_id) == []
+
+    # Bound to no tenant: nobody syncs.
+    monkeypatch.setattr(get_settings(), "wecom_msgaudit_tenant", None)
+    with pytest.raises(ChatSyncNotConfigured, match="WECOM_MSGAUDIT_TENANT"):
+        await chatsync.sync_chat_records(session_scope, tenant, source=source, keys=KEYS)
+    assert (await run_chat_sync(session_scope)) == {"tenants": 0}

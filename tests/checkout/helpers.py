@@ -15,7 +15,8 @@ from uuid import UUID
 
 import httpx
 
-from app.domain.checkout import orders
+from app.core.settings import get_settings
+from app.domain.checkout import tier_discounts as orders
 from tests.cards.helpers import Clinic, in_tenant, make_clinic, make_template, owner_sql
 from tests.factories import TenantKit
 
@@ -91,6 +92,15 @@ def points(n: int) -> dict:
 
 def coupon(coupon_id: str, amount: int | None = None) -> dict:
     return {"method": "coupon", "coupon_id": coupon_id, **({"amount": amount} if amount is not None else {})}
+
+
+async def bind_patient_wechat(shop: Shop, openid: str = OPENID) -> None:
+    """The patient signed in to the merchant's mini-program with this WeChat account (what wx.login binds):
+    WeChat Pay then charges it when the patient pays."""
+    await owner_sql("INSERT INTO member_wechat_links (tenant_id, id, member_id, appid, openid, created_at) "
+                    "VALUES (:t, gen_random_uuid(), :m, :a, :o, now()) ON CONFLICT DO NOTHING",
+                    t=UUID(str(shop.tenant_id)), m=UUID(str(shop.member)), a=get_settings().wechat_pay_appid,
+                    o=openid)
 
 
 def wechat(amount: int, openid: str | None = OPENID) -> dict:

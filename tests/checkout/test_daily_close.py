@@ -21,6 +21,7 @@ from tests.checkout.test_refunds import (
     set_approval,
     stored_value_card,
 )
+from tests.factories import new_tenant
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -172,3 +173,37 @@ async def test_daily_close_needs_reports_read_in_the_store(client):
     r = await shop.kit.get("/reports/daily-close", params={"store_id": "00000000-0000-4000-8000-000000000000",
                                                            "date": today.isoformat()})
     assert_problem(r, 404, "store_not_found")
+
+
+async def test_closing_a_day_needs_its_own_permission_checked_before_the_body(client):
+    """Marketing may read reports in every store; closing (freezing) a day is finance's and managers'."""
+    shop = await make_shop(client)
+    yesterday = (datetime.now(SHANGHAI) - timedelta(days=1)).date()
+    marketing = await shop.kit.staff(["marketing"], [])
+    assert (await report(shop, yesterday, marketing["token"])).status_code == 200
+    body = {"store_id": shop.store, "date": yesterday.isoformat()}
+    assert_problem(await shop.kit.post("/reports/daily-close", body, marketing["token"]), 403, "permission_denied")
+    # Refused before the body is looked at: a malformed body from marketing is still a 403, not a 422.
+    assert_problem(await shop.kit.post("/reports/daily-close", {"store_id": "nope"}, marketing["token"]),
+                   403, "permission_denied")
+    closed = (await shop.kit.get("/reports/daily-close", params={"store_id": shop.store,
+                                                                 "date": yesterday.isoformat()})).json()
+    assert closed["closed"] is False  # nothing was closed by the refused attempts
+    finance = await shop.kit.staff(["finance"], [])
+    done = await shop.kit.post("/reports/daily-close", body, finance["token"])
+    assert done.status_code == 201 and done.json()["closed"] is True, done.text
+    manager = await shop.kit.staff(["store_manager"], [shop.store])
+    day_before = {**body, "date": (yesterday - timedelta(days=1)).isoformat()}
+    assert (await shop.kit.post("/reports/daily-close", day_before, manager["token"])).status_code == 201
+
+
+async def test_daily_close_export_works_for_a_store_named_with_control_characters(client):
+    """A store named before names were checked may hold characters .xlsx cannot: they are left out, not a 500."""
+    kit = await new_tenant(client)
+    store = await kit.store()
+    await owner_sql("UPDATE stores SET name = :n WHERE id = :id", n="静安\u001d店\u0007", id=UUID(store))
+    today = datetime.now(SHANGHAI).date()
+    r = await kit.get("/reports/daily-close.xlsx", params={"store_id": store, "date": today.isoformat()})
+    assert r.status_code == 200, r.text
+    summary = dict(load_workbook(io.BytesIO(r.content))["日结汇总"].iter_rows(values_only=True))
+    assert summary["门店"] == "静安店"

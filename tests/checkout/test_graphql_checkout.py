@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cards.helpers import make_template
-from tests.checkout.helpers import OPENID, make_shop
+from tests.checkout.helpers import OPENID, bind_patient_wechat, make_shop
 from tests.fakes.wechat_pay import FakeWeChatPay, fake_pay_thread, use_fake_pay
 from tests.members.helpers import patient_token
 from tests.platform.test_graphql import codes, gql
@@ -28,6 +28,7 @@ async def test_patient_buys_a_card_and_sees_it_paid(client, fake_pay: FakeWeChat
     template = await make_template(shop.kit, kind="count", price=150000, valid_days=365,
                                    items=[{"service_id": shop.clinic.moxa, "sessions": 10}])
     token = patient_token(shop.kit, shop.member)
+    await bind_patient_wechat(shop)
     bought = await gql(shop.kit, BUY, token, {"m": shop.member, "s": shop.store, "t": template, "amount": 150000,
                                               "openid": OPENID})
     assert "errors" not in bought, bought
@@ -51,6 +52,7 @@ async def test_bad_purchases_are_problem_codes(client, fake_pay: FakeWeChatPay, 
     use_fake_pay(monkeypatch, fake_pay)
     shop = await make_shop(client)
     token = patient_token(shop.kit, shop.member)
+    await bind_patient_wechat(shop)
     base = {"m": shop.member, "s": shop.store, "t": None, "amount": 100, "openid": OPENID}
     assert codes(await gql(shop.kit, BUY, token, base)) == ["validation_error"]  # neither card nor top-up
     assert codes(await gql(shop.kit, BUY, token, {**base, "t": "x"})) == ["validation_error"]

@@ -475,12 +475,40 @@ async def test_a_refused_wechat_refund_fails_the_refund_and_frees_the_amount(cli
         assert (await client.post("/api/v1/payments/wechat/notify", content=body, headers=headers)).status_code == 204
         r = await refund(shop, opened["id"], 5000)
         assert r.status_code == 201, r.text
-        fake.fail_next(400, "NOT_ENOUGH", "基本账户余额不足")
+        fake.fail_next(403, "USER_ACCOUNT_ABNORMAL", "退款请求失败")
         await deliver_all(shop.tenant_id, "refund.wechat_requested")
         failed = (await shop.kit.get(f"/refunds/{r.json()['id']}")).json()
         assert failed["status"] == "failed"
         got = (await shop.kit.get(f"/orders/{opened['id']}")).json()
         assert (got["status"], got["refunded_total"]) == ("paid", 0)
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "FREQUENCY_LIMITED"), (500, "SYSTEM_ERROR"),
+                                              (403, "NOT_ENOUGH")])
+async def test_a_wechat_refund_turned_away_for_now_is_asked_again_with_the_same_number(client, monkeypatch, status,
+                                                                                     code):
+    from tests.fakes.wechat_pay import running_fake_pay, use_fake_pay
+
+    shop = await make_shop(client)
+    async with running_fake_pay() as fake:
+        use_fake_pay(monkeypatch, fake)
+        opened = await order(shop, [{"type": "service", "service_id": shop.massage}],
+                             [{"method": "wechat_pay", "amount": MASSAGE_PRICE, "payer_openid": "o-test-openid"}])
+        headers, body = fake.notification(opened["payments"][0]["out_trade_no"])
+        assert (await client.post("/api/v1/payments/wechat/notify", content=body, headers=headers)).status_code == 204
+        r = await refund(shop, opened["id"], 5000)
+        assert r.status_code == 201, r.text
+        out_refund_no = r.json()["allocations"][0]["out_refund_no"]
+        fake.fail_next(status, code, "稍后再试")
+        assert await deliver(shop.tenant_id, "refund.wechat_requested") == ["pending"]  # retried, not failed
+        assert (await shop.kit.get(f"/refunds/{r.json()['id']}")).json()["status"] == "processing"
+        assert out_refund_no not in fake.refunds
+        await deliver_all(shop.tenant_id, "refund.wechat_requested")
+        assert fake.refunds[out_refund_no]["amount"]["refund"] == 5000  # the same number, asked once more
+        headers, body = fake.refund_notification(out_refund_no)
+        assert (await client.post("/api/v1/payments/wechat/refund-notify", content=body,
+                                  headers=headers)).status_code == 204
+        assert (await shop.kit.get(f"/refunds/{r.json()['id']}")).json()["status"] == "completed"
 
 
 # ---------------------------------------------------------------- bad input

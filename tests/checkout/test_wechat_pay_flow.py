@@ -12,11 +12,13 @@ from uuid import UUID
 
 import pytest
 
-from app.domain.checkout.jobs import run_wechat_order_timeouts
+from app.core.settings import get_settings
 from app.integrations.wechat.pay import verify
+from app.workers.scheduled import run_wechat_order_timeouts
 from tests.cards.helpers import MOXA_PRICE, consistency, events, make_template, owner_sql
 from tests.checkout.helpers import (
     OPENID,
+    bind_patient_wechat,
     card_json,
     card_line,
     give_points,
@@ -50,9 +52,12 @@ def wechat_pay(fake_pay: FakeWeChatPay, monkeypatch) -> FakeWeChatPay:
 
 
 async def _patient_buys_a_card(shop, price: int = 150000) -> tuple[dict, str]:
+    """The mini-program sends no openid: the server charges the patient's own bound WeChat account."""
+    await bind_patient_wechat(shop)
     template = await make_template(shop.kit, kind="count", price=price, valid_days=365,
                                    items=[{"service_id": shop.clinic.moxa, "sessions": 10}])
-    r = await post_order(shop, [card_line(template)], [wechat(price)], token=patient_token(shop.kit, shop.member))
+    r = await post_order(shop, [card_line(template)], [wechat(price, openid=None)],
+                         token=patient_token(shop.kit, shop.member))
     assert r.status_code == 201, r.text
     return r.json(), template
 
@@ -204,11 +209,28 @@ async def test_timeout_job_closes_unpaid_orders_and_completes_paid_ones(client, 
     assert len(await _member_cards(shop)) == 2  # the stored-value card and the one card sold
 
 
+async def test_a_patient_pays_only_from_their_own_wechat_account(client, wechat_pay):
+    shop = await make_shop(client)
+    token = patient_token(shop.kit, shop.member)
+    template = await make_template(shop.kit, kind="count", price=MOXA_PRICE, valid_days=365,
+                                   items=[{"service_id": shop.clinic.moxa, "sessions": 1}])
+    r = await post_order(shop, [card_line(template)], [wechat(MOXA_PRICE, openid=None)], token=token)
+    assert r.status_code == 422 and r.json()["code"] == "payer_openid_unknown", r.text  # never signed in
+    await bind_patient_wechat(shop)
+    r = await post_order(shop, [card_line(template)], [wechat(MOXA_PRICE, openid="oSomeoneElse00000001")],
+                         token=token)
+    assert r.status_code == 422 and r.json()["code"] == "payer_openid_not_yours", r.text
+    assert r.json()["field"] == "payments.0.payer_openid"
+    r = await post_order(shop, [card_line(template)], [wechat(MOXA_PRICE, openid=None)], token=token)
+    assert r.status_code == 201, r.text
+    out_trade_no = _out_trade_no(r.json())
+    assert wechat_pay.orders[out_trade_no]["payer"]["openid"] == OPENID
+
+
 async def test_wechat_tender_needs_an_openid_and_a_configured_merchant(client, wechat_pay, monkeypatch):
     shop = await make_shop(client)
     r = await post_order(shop, [service_line(shop.clinic.moxa)], [wechat(MOXA_PRICE, openid=None)])
     assert r.status_code == 422 and r.json()["field"] == "payments.0.payer_openid", r.text
-    from app.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "wechat_pay_mchid", None)
     r = await post_order(shop, [service_line(shop.clinic.moxa)], [wechat(MOXA_PRICE)])

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
+from jose import jwt
+
+from app.core.db import session_scope
+from app.core.errors import ServiceUnavailable
 from app.core.redis import create_redis
+from app.core.settings import get_settings
+from app.domain.iam.revocations import RevokedSessions
 from tests.factories import new_tenant
 from tests.iam.helpers import assert_problem, bearer, claims, sign_in, sign_rs256
 
@@ -158,18 +165,45 @@ async def test_password_change_ends_existing_sign_ins(client):
     assert await _stores_status(client, fresh["access_token"]) == 200
 
 
-async def test_revocation_check_fails_closed_when_redis_is_down(app, client):
+async def test_staff_requests_need_no_redis_and_ended_sign_ins_stay_ended(app, client):
+    """Revocations live in PostgreSQL: with Redis unreachable, reads go on and a logout still holds."""
     kit = await new_tenant(client)
+    phone = await sign_in(client, kit.code, "owner")
     working = app.state.redis
-    # A real client to a port nothing listens on: revocations cannot be checked.
+    # A real client to a port nothing listens on.
     app.state.redis = create_redis("redis://127.0.0.1:9/0")
     try:
-        r = await client.get("/api/v1/stores", headers=kit.auth())
+        assert (await client.get("/api/v1/stores", headers=kit.auth())).status_code == 200
+        assert (await client.post("/api/v1/auth/logout", headers=bearer(phone["access_token"]))).status_code == 204
+        assert_problem(await client.get("/api/v1/stores", headers=bearer(phone["access_token"])), 401,
+                       "token_revoked")
     finally:
         await app.state.redis.aclose()
         app.state.redis = working
-    assert_problem(r, 503, "service_unavailable")
-    assert (await client.get("/api/v1/stores", headers=kit.auth())).status_code == 200
+
+
+async def test_revocation_knowledge_too_old_to_trust_fails_closed(monkeypatch):
+    """A process that cannot read revocations keeps refusing what it knew and, past the staleness limit,
+    refuses to vouch for any token (503) rather than let an ended sign-in back in."""
+    known = RevokedSessions()
+    await known.refresh(session_scope)
+    known.add(["0b5d1c1e-0000-4000-8000-000000000001"])
+
+    @asynccontextmanager
+    async def unreachable(*args, **kwargs):
+        raise ConnectionRefusedError("the database is down")
+        yield
+
+    monkeypatch.setattr(known, "_refreshed_at", known._refreshed_at - 5)  # the last read was 5 s ago
+    await known.ensure_fresh(unreachable)  # within the staleness limit: still answers from memory
+    assert known.is_revoked("0b5d1c1e-0000-4000-8000-000000000001")
+    monkeypatch.setattr(known, "_refreshed_at", known._refreshed_at - 3600)
+    try:
+        await known.ensure_fresh(unreachable)
+    except ServiceUnavailable as exc:
+        assert exc.code == "revocations_unavailable" and exc.status == 503
+    else:
+        raise AssertionError("stale revocations were trusted")
 
 
 async def test_audit_tells_logout_from_theft(client):
@@ -186,3 +220,27 @@ async def test_audit_tells_logout_from_theft(client):
     assert r.status_code == 200, r.text
     reasons = sorted(e["summary"]["reason"] for e in r.json()["items"])
     assert reasons == ["logout", "refresh token reuse"]
+
+
+async def test_ended_sign_ins_survive_losing_redis_and_reach_every_process(client, redis_url):
+    """Revocations are kept in PostgreSQL: Redis restarting empty brings no ended sign-in back, and a process
+    that never saw the logout (a fresh one) learns it from the database."""
+    kit = await new_tenant(client)
+    phone = await sign_in(client, kit.code, "owner")
+    laptop = await sign_in(client, kit.code, "owner")
+    assert (await client.post("/api/v1/auth/logout", headers=bearer(phone["access_token"]))).status_code == 204
+
+    redis = create_redis(redis_url)
+    try:  # what a Redis restart without persistence leaves: none of our keys
+        keys = [k async for k in redis.scan_iter(match=f"{get_settings().redis_prefix}*", count=500)]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+    assert_problem(await client.get("/api/v1/stores", headers=bearer(phone["access_token"])), 401, "token_revoked")
+    assert await _stores_status(client, laptop["access_token"]) == 200
+
+    another_process = RevokedSessions()
+    await another_process.refresh(session_scope)
+    assert another_process.is_revoked(jwt.get_unverified_claims(phone["access_token"])["sid"])
+    assert not another_process.is_revoked(jwt.get_unverified_claims(laptop["access_token"])["sid"])

@@ -173,3 +173,25 @@ async def test_token_with_malformed_subject_is_refused(client):
     assert_problem(await client.get("/api/v1/stores", headers=bearer(token)), 401, "invalid_token")
     token = sign_rs256(claims(sub=str(uuid.uuid4()), tid="not-a-uuid"))
     assert_problem(await client.get("/api/v1/stores", headers=bearer(token)), 401, "invalid_token")
+
+
+async def test_a_changed_role_or_assignment_takes_effect_on_the_next_request(client):
+    """Who a token's staff member is is kept in the process for a few seconds; a change made through this
+    process is seen by the very next request (it is forgotten when the change commits)."""
+    kit = await new_tenant(client)
+    store = await kit.store()
+    desk = await kit.staff(["front_desk"], [store])
+    assert (await kit.get("/orders", token=desk["token"])).status_code == 200  # front desk reads orders
+    r = await kit.client.patch(f"/api/v1/staff/{desk['id']}", json={"roles": ["therapist"]}, headers=kit.auth())
+    assert r.status_code == 200, r.text
+    assert (await kit.get("/orders", token=desk["token"])).status_code == 403  # a therapist does not
+
+    created = await kit.post("/roles", {"name": "cashier", "description": "收银",
+                                        "permissions": ["stores:read", "orders:read"]})
+    assert created.status_code == 201, created.text
+    cashier = await kit.staff(["cashier"], [store])
+    assert (await kit.get("/orders", token=cashier["token"])).status_code == 200
+    r = await kit.client.patch(f"/api/v1/roles/{created.json()['id']}", json={"permissions": ["stores:read"]},
+                               headers=kit.auth())
+    assert r.status_code == 200, r.text
+    assert (await kit.get("/orders", token=cashier["token"])).status_code == 403

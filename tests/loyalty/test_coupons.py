@@ -11,6 +11,7 @@ import pytest
 
 from app.core.db import session_scope
 from app.core.errors import AppError
+from app.core.pagination import PageParams
 from app.core.security import issue_token
 from app.domain.loyalty import service as loyalty
 from app.domain.loyalty.service import CouponLine
@@ -284,7 +285,7 @@ async def test_demo_loyalty_seed():
         zhang = await members.create_member(session, world.actor, MemberCreate(name="张伟", phone=new_phone()))
         await members.create_member(session, world.actor, MemberCreate(name="陈静", phone=new_phone()))
         issued = await seed_loyalty(session, world.actor)
-        rows, _ = await loyalty.list_templates(session, world.actor, loyalty.PageParams())
+        rows, _ = await loyalty.list_templates(session, world.actor, PageParams())
         by_name = {t.name: t for t in rows}
         assert await loyalty.points_balance(session, world.actor, zhang.id) == 3560
     assert set(by_name) == {"新客立减30元", "满300减50", "推拿8折券(封顶40元)"}

@@ -10,6 +10,7 @@ from uuid import UUID
 import httpx
 from sqlalchemy import text
 
+from app.core import audit
 from app.core.db import session_scope
 from app.core.security import issue_token
 from tests.factories import TenantKit
@@ -86,6 +87,8 @@ async def search_ids(kit: TenantKit, token: str | None = None, **params: Any) ->
 
 
 async def audit_entries(kit: TenantKit, **params: Any) -> list[dict]:
+    """The tenant's audit chain, once the reads recorded so far are sealed into it (as the worker does)."""
+    await audit.seal_reads(session_scope)
     return await all_pages(kit, "/audit", limit=200, **params)
 
 

@@ -7,31 +7,15 @@ import hmac
 import json
 from uuid import UUID
 
-import pytest
 from sqlalchemy import text
 
 from app.core.db import session_scope
 from app.core.settings import get_settings
-from app.domain.webhooks import service
-from app.workers import registry
+from app.domain.webhooks import handlers
 from app.workers.dispatch import dispatch_event
+from app.workers.scheduled import run_webhook_deliveries
 from tests.factories import new_tenant
 from tests.webhooks.receiver import Receiver
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def webhook_handlers_only(monkeypatch):
-    """Only the webhook handlers run: other contexts' reactions to member.created are not under test."""
-    entries = {registry.WILDCARD: [(registry.handler_name(service.fan_out), service.fan_out)],
-               service.DISPATCH_TOPIC: [(registry.handler_name(service.dispatch), service.dispatch)]}
-    monkeypatch.setattr(registry, "HANDLERS", entries)
 
 
 async def drain(tenant_id: str) -> None:
@@ -97,7 +81,7 @@ async def test_signed_delivery_reaches_a_real_receiver(client, receiver, webhook
         from app.core.outbox import OutboxEvent
 
         event = await session.get(OutboxEvent, (UUID(kit.tenant_id), UUID(delivery["event_id"])))
-        await service.fan_out(session, event)
+        await handlers.fan_out(session, event)
     assert len(await deliveries(kit, sub["id"])) == 1
 
     # A subscription not asking for the topic gets nothing; a paused one neither.
@@ -126,10 +110,10 @@ async def test_failing_receiver_is_retried_then_dead_then_replayed(client, recei
     assert delivery["last_error"].startswith("HTTP 500") and delivery["next_attempt_at"] is not None
 
     for _ in range(2):  # the retry cron sends what is due (backoff 0 here)
-        await service.run_webhook_deliveries()
+        await run_webhook_deliveries()
     [delivery] = await deliveries(kit, sub["id"])
     assert delivery["status"] == "dead" and delivery["attempts"] == 3 and delivery["response_code"] == 404
-    await service.run_webhook_deliveries()  # dead stays dead
+    await run_webhook_deliveries()  # dead stays dead
     assert len(receiver.requests) == 3
     dead = await kit.get(f"/webhook-subscriptions/{sub['id']}/deliveries", params={"status": "dead"})
     assert [d["id"] for d in dead.json()["items"]] == [delivery["id"]]

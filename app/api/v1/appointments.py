@@ -12,6 +12,7 @@ from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
 from app.domain.booking import appointments as service
+from app.domain.booking.presenters import present
 from app.domain.booking.schemas import (
     AppointmentBooked,
     AppointmentCancel,
@@ -24,6 +25,7 @@ from app.domain.booking.schemas import (
     StatusChangeOut,
     StatusHistory,
 )
+from app.domain.visits.presenters import present_record
 from app.domain.visits.schemas import AppointmentCompletion
 
 router = APIRouter(tags=["appointments"], route_class=TransactionalRoute, responses=PROBLEM_RESPONSES)
@@ -33,8 +35,8 @@ CONFLICTS = {409: {"description": "The slot is not free (`staff_busy`, `resource
                                   "the appointment's status does not allow this (`invalid_status`)"}}
 
 
-async def _one(session: AsyncSession, appointment) -> AppointmentOut:
-    return (await service.present(session, [appointment]))[0]
+async def _one(session: AsyncSession, actor: Actor, appointment) -> AppointmentOut:
+    return (await present(session, actor, [appointment]))[0]
 
 
 @router.post("/appointments", status_code=201, response_model=AppointmentBooked, operation_id="create_appointment",
@@ -45,7 +47,7 @@ async def create_appointment(body: AppointmentCreate, session: AsyncSession = De
     required room, bed or device are taken inside the transaction; a concurrent booking of the same time
     gets 409. Patients book for themselves or their family, within the store's lead time and horizon."""
     placed = await service.book_placed(session, actor, body)
-    booked = await service.present(session, [a for a, _ in placed], {a.id: ids for a, ids in placed})
+    booked = await present(session, actor, [a for a, _ in placed], {a.id: ids for a, ids in placed})
     return AppointmentBooked(**booked[0].model_dump(), appointments=booked)
 
 
@@ -62,13 +64,13 @@ async def list_appointments(store_id: UUID | None = Query(None), staff_id: UUID 
     or, filtered by member, all of them). Patients list their own or their family's (`member_id`)."""
     rows, cursor = await service.list_appointments(session, actor, params, store_id=store_id, staff_id=staff_id,
                                                    member_id=member_id, since=since, until=until, status=status)
-    return Page(items=await service.present(session, rows), next_cursor=cursor)
+    return Page(items=await present(session, actor, rows), next_cursor=cursor)
 
 
 @router.get("/appointments/{appointment_id}", response_model=AppointmentOut, operation_id="get_appointment")
 async def get_appointment(appointment_id: UUID, session: AsyncSession = Depends(get_db),
                           actor: Actor = current_actor(PATIENT_TOO)) -> AppointmentOut:
-    return await _one(session, await service.get(session, actor, appointment_id))
+    return await _one(session, actor, await service.get(session, actor, appointment_id))
 
 
 @router.get("/appointments/{appointment_id}/history", response_model=StatusHistory,
@@ -86,7 +88,7 @@ async def reschedule_appointment(appointment_id: UUID, body: AppointmentReschedu
                                  session: AsyncSession = Depends(get_db),
                                  actor: Actor = current_actor(PATIENT_TOO)) -> AppointmentOut:
     """Move to another time (and optionally therapist) atomically: refused, the booking stays as it was."""
-    return await _one(session, await service.reschedule(session, actor, appointment_id, body))
+    return await _one(session, actor, await service.reschedule(session, actor, appointment_id, body))
 
 
 @router.post("/appointments/{appointment_id}/cancel", response_model=AppointmentOut,
@@ -97,14 +99,14 @@ async def cancel_appointment(appointment_id: UUID, body: AppointmentCancel | Non
     """Cancel and free the time. Within the store's cancel window the late-cancellation policy applies:
     a fee is recorded for checkout, or a session deduction is recorded (and made from `card_id` when given)."""
     appointment = await service.cancel(session, actor, appointment_id, body or AppointmentCancel())
-    return await _one(session, appointment)
+    return await _one(session, actor, appointment)
 
 
 @router.post("/appointments/{appointment_id}/check-in", response_model=AppointmentOut,
              operation_id="check_in_appointment", responses=CONFLICTS)
 async def check_in_appointment(appointment_id: UUID, session: AsyncSession = Depends(get_db),
                                actor: Actor = require("appointments:write")) -> AppointmentOut:
-    return await _one(session, await service.check_in(session, actor, appointment_id))
+    return await _one(session, actor, await service.check_in(session, actor, appointment_id))
 
 
 @router.post("/appointments/{appointment_id}/no-show", response_model=AppointmentOut,
@@ -115,7 +117,7 @@ async def no_show_appointment(appointment_id: UUID, body: AppointmentNoShow | No
     """Record that the member did not come (only after the start time; never automatic). Frees the rest of
     the time and applies the store's no-show policy."""
     appointment = await service.no_show(session, actor, appointment_id, body or AppointmentNoShow())
-    return await _one(session, appointment)
+    return await _one(session, actor, appointment)
 
 
 @router.post("/appointments/{appointment_id}/complete", response_model=AppointmentCompleted,
@@ -130,4 +132,5 @@ async def complete_appointment(appointment_id: UUID, body: AppointmentCompletion
         session, actor, appointment_id, body or AppointmentCompletion())
     return AppointmentCompleted(appointment_id=appointment.id, status=appointment.status,
                                 service_record_id=record.id, card_id=record.card_id, card_remaining=remaining,
-                                commission=commission, notes=record.notes, completed_at=record.completed_at)
+                                commission=commission, notes=present_record(actor, record).notes,
+                                completed_at=record.completed_at)

@@ -8,6 +8,7 @@ from app.api.deps import client_ip, current_actor, get_db, get_redis, require
 from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
+from app.core.db import session_scope
 from app.core.errors import BadRequest
 from app.domain.iam import service as iam
 from app.domain.iam.schemas import LogoutRequest, MeOut, RefreshRequest, TokenRequest, TokenResponse
@@ -27,19 +28,16 @@ async def token(body: TokenRequest, request: Request, session: AsyncSession = De
 
 
 @router.post("/auth/refresh", response_model=TokenResponse, operation_id="auth_refresh")
-async def refresh(body: RefreshRequest, session: AsyncSession = Depends(get_db),
-                  redis: Redis = Depends(get_redis)) -> TokenResponse:
+async def refresh(body: RefreshRequest, session: AsyncSession = Depends(get_db)) -> TokenResponse:
     """Trade a refresh token for a new pair. Each refresh token works once; presenting a used one
     again revokes the whole sign-in (it was copied)."""
-    return await iam.refresh(session, redis, body.refresh_token)
+    return await iam.refresh(session, body.refresh_token, sessions=session_scope)
 
 
 @router.post("/auth/logout", status_code=204, operation_id="auth_logout")
-async def logout(body: LogoutRequest | None = None, session: AsyncSession = Depends(get_db),
-                 redis: Redis = Depends(get_redis),
-                 actor: Actor = require(audiences=("staff",))) -> None:
+async def logout(body: LogoutRequest | None = None, actor: Actor = require(audiences=("staff",))) -> None:
     """End this sign-in: its refresh tokens and its access tokens stop working at once."""
-    await iam.logout(session, redis, actor)
+    await iam.logout(actor, sessions=session_scope)
 
 
 @router.post("/oauth/token", response_model=TokenResponse, operation_id="oauth_token",

@@ -33,9 +33,20 @@ class UnavailableOut(BaseModel):
                                            "resource_unavailable")
 
 
+class UnavailableDayOut(BaseModel):
+    date: dt.date = Field(description="A store-local day of the request")
+    reason: str = Field(description="no_opening_hours (none set at all), closed_weekday (none on that weekday), "
+                                    "store_closed (a closed day), store_inactive, service_inactive")
+    message: str = Field(description="The reason in words, for the person setting the store up")
+
+
 class AvailabilityOut(BaseModel):
     slots: list[SlotOut]
     unavailable: list[UnavailableOut] | None = Field(None, description="Only with `explain=true`")
+    unavailable_days: list[UnavailableDayOut] | None = Field(
+        None, description="Only with `explain=true`: the days on which nothing can be offered at all (the store "
+                          "is closed, has no opening hours, or the service is no longer offered), and why; a day "
+                          "without opening hours has no grid, so `unavailable` has no slot of it to explain")
 
 
 @router.get("/availability", response_model=AvailabilityOut, operation_id="get_availability")
@@ -63,4 +74,6 @@ async def get_availability(
         slots=[SlotOut(starts_at=s.starts_at, ends_at=s.ends_at, staff_id=s.staff_id, resource_ids=s.resource_ids)
                for s in found.slots],
         unavailable=None if found.unavailable is None else [
-            UnavailableOut(starts_at=u.starts_at, ends_at=u.ends_at, reasons=u.reasons) for u in found.unavailable])
+            UnavailableOut(starts_at=u.starts_at, ends_at=u.ends_at, reasons=u.reasons) for u in found.unavailable],
+        unavailable_days=None if found.unavailable_days is None else [
+            UnavailableDayOut(date=d.day, reason=d.reason, message=d.message) for d in found.unavailable_days])

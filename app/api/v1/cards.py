@@ -11,7 +11,7 @@ from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
-from app.domain.cards import service
+from app.domain.cards import service, templates
 from app.domain.cards.schemas import (
     CardExtend,
     CardIssue,
@@ -32,21 +32,21 @@ async def create_template(body: CardTemplateCreate, session: AsyncSession = Depe
                           actor: Actor = require("catalog:write")) -> CardTemplateOut:
     """A card product: stored value (face value + bonus), count, package (several services, optional
     shared pool) or period (unlimited within validity). Its terms are frozen into every card sold."""
-    return await service.present_template(session, await service.create_template(session, actor, body))
+    return await templates.present_template(session, await templates.create_template(session, actor, body))
 
 
 @router.get("/card-templates", response_model=Page[CardTemplateOut], operation_id="list_card_templates")
 async def list_templates(active: bool | None = Query(True), params: PageParams = Depends(page_params),
                          session: AsyncSession = Depends(get_db),
                          actor: Actor = current_actor(PATIENT_TOO)) -> Page[CardTemplateOut]:
-    rows, cursor = await service.list_templates(session, actor, params, active=active)
-    return Page(items=[await service.present_template(session, t) for t in rows], next_cursor=cursor)
+    rows, cursor = await templates.list_templates(session, actor, params, active=active)
+    return Page(items=[await templates.present_template(session, t) for t in rows], next_cursor=cursor)
 
 
 @router.get("/card-templates/{template_id}", response_model=CardTemplateOut, operation_id="get_card_template")
 async def get_template(template_id: UUID, session: AsyncSession = Depends(get_db),
                        actor: Actor = current_actor(PATIENT_TOO)) -> CardTemplateOut:
-    return await service.present_template(session, await service.get_template(session, actor, template_id))
+    return await templates.present_template(session, await templates.get_template(session, actor, template_id))
 
 
 @router.post("/cards", status_code=201, response_model=CardOut, operation_id="issue_card")

@@ -47,6 +47,8 @@ class SyncStatus(BaseModel):
     last_run_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
+    archive_bound: bool = Field(description="Whether this deployment's WeCom chat archive is this tenant's "
+                                            "(WECOM_MSGAUDIT_TENANT); no other tenant syncs it")
 
 
 @router.get("/members/{member_id}/chat-records", response_model=Page[ChatRecordOut],
@@ -67,7 +69,8 @@ async def list_chat_records(member_id: UUID, params: PageParams = Depends(page_p
 @router.post("/chat-sync/run", status_code=202, response_model=SyncRequested, operation_id="run_chat_sync")
 async def run_sync(session: AsyncSession = Depends(get_db),
                    actor: Actor = require("chat_sync:run")) -> SyncRequested:
-    """Sync chat records now (the worker runs it; it also runs every few minutes and on WeCom's notice)."""
+    """Sync chat records now (the worker runs it; it also runs every few minutes and on WeCom's notice).
+    Only the tenant the corp's archive belongs to syncs (`409 chat_archive_not_bound` for any other)."""
     event = await service.request_sync(session, actor)
     return SyncRequested(event_id=event.id)
 
@@ -76,8 +79,9 @@ async def run_sync(session: AsyncSession = Depends(get_db),
 async def sync_status(session: AsyncSession = Depends(get_db),
                       actor: Actor = require("chat_sync:run")) -> SyncStatus:
     """Where the sync stands, and the last error (a wrong private key, the SDK unreachable, …)."""
-    cursor = await service.sync_status(session, actor)
+    cursor, bound = await service.sync_status(session, actor)
     if cursor is None:
-        return SyncStatus(seq=0, records_stored=0, last_run_at=None, last_success_at=None, last_error=None)
+        return SyncStatus(seq=0, records_stored=0, last_run_at=None, last_success_at=None, last_error=None,
+                          archive_bound=bound)
     return SyncStatus(seq=cursor.seq, records_stored=cursor.records_stored, last_run_at=cursor.last_run_at,
-                      last_success_at=cursor.last_success_at, last_error=cursor.last_error)
+                      last_success_at=cursor.last_success_at, last_error=cursor.last_error, archive_bound=bound)

@@ -20,8 +20,9 @@ from app.core.actor import Actor
 from app.core.errors import PayloadTooLarge
 from app.core.settings import get_settings
 from app.domain.members import exports, imports
-from app.domain.members.imports import ImportReport
-from app.domain.members.service import MemberFilter
+from app.domain.members.import_columns import parse_mapping
+from app.domain.members.schemas import ImportReport
+from app.domain.members.search import MemberFilter
 from app.domain.members.spreadsheets import XLSX_MEDIA_TYPE
 
 router = APIRouter(tags=["members"], route_class=TransactionalRoute, responses=PROBLEM_RESPONSES)
@@ -95,7 +96,7 @@ async def import_members(
     a real run answers 201 with what it did. Repeating an import creates nobody twice."""
     report = await imports.import_members(
         session, actor, data=await _read_upload(file), filename=file.filename,
-        mapping=imports.parse_mapping(mapping), dry_run=dry_run, mode=mode, on_existing=on_existing)
+        mapping=parse_mapping(mapping), dry_run=dry_run, mode=mode, on_existing=on_existing)
     if dry_run:
         response.status_code = 200
     return report

@@ -22,6 +22,7 @@ from app.domain.members.schemas import (
     FieldDefinitionCreate,
     FieldDefinitionOut,
     FieldDefinitionUpdate,
+    HealthSharing,
     MemberCreate,
     MemberOut,
     MemberSummary,
@@ -38,7 +39,7 @@ from app.domain.members.schemas import (
     TagOut,
     TimelinePage,
 )
-from app.domain.members.service import MemberFilter
+from app.domain.members.search import MemberFilter
 
 router = APIRouter(tags=["members"], route_class=TransactionalRoute,
                    responses=PROBLEM_RESPONSES)
@@ -54,7 +55,7 @@ async def create_member(body: MemberCreate, session: AsyncSession = Depends(get_
     return await service.present(session, actor, await service.create_member(session, actor, body))
 
 
-def member_filter(
+async def member_filter(
     q: str | None = Query(None, max_length=50, description="Phone (exact), name prefix, or pinyin (`zs` → 张三)"),
     tag: list[str] | None = Query(None, description="Tag names; repeat for several"),
     tag_mode: Literal["any", "all"] = Query("any"),
@@ -101,6 +102,17 @@ async def update_member(member_id: UUID, body: MemberUpdate, session: AsyncSessi
     # No permission here: the service asks members:write for profile fields and members.health:write
     # (plus the care relationship) for health fields, so a therapist can record health data only.
     return await service.present(session, actor, await service.update_member(session, actor, member_id, body))
+
+
+@router.put("/members/{member_id}/health-sharing", response_model=MemberOut, operation_id="set_member_health_sharing")
+async def set_health_sharing(member_id: UUID, body: HealthSharing, session: AsyncSession = Depends(get_db),
+                             actor: Actor = current_actor(PATIENT_TOO)) -> MemberOut:
+    """Consent (or withdraw it) to show the member's health data to their family's head in the mini-program;
+    a minor's is shown to the head without. Set by the member themself, or recorded by staff with
+    members.health:write; audited."""
+    # No permission here: the service lets the member themself through, and asks staff for
+    # members.health:write (plus the care relationship) for this member.
+    return await service.present(session, actor, await service.set_health_sharing(session, actor, member_id, body))
 
 
 @router.post("/members/{member_id}/tags", operation_id="change_member_tags")

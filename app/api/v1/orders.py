@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import current_actor, get_db
-from app.api.errors import PROBLEM_RESPONSES
+from app.api.errors import PROBLEM_RESPONSES, problem_responses
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
+from app.core.db import session_scope
 from app.core.pagination import Page, PageParams, page_params
 from app.core.schemas import Strict
 from app.domain.checkout import orders as service
+from app.domain.checkout import receipts, tier_discounts, wechat_payments
 from app.domain.checkout.schemas import OrderCancel, OrderCreate, OrderOut, OrderStatus, OrderSummary, Receipt
 
 router = APIRouter(tags=["orders"], route_class=TransactionalRoute, responses=PROBLEM_RESPONSES)
@@ -87,14 +89,14 @@ async def cancel_order(order_id: UUID, body: OrderCancel, session: AsyncSession 
 @router.get("/orders/{order_id}/receipt", response_model=Receipt, operation_id="get_order_receipt")
 async def receipt(order_id: UUID, session: AsyncSession = Depends(get_db),
                   actor: Actor = current_actor(PATIENT_TOO)) -> Receipt:
-    return await service.receipt(session, actor, order_id)
+    return await receipts.receipt(session, actor, order_id)
 
 
 @router.get("/orders/{order_id}/receipt.html", response_class=HTMLResponse, operation_id="get_order_receipt_html",
             responses={200: {"description": "A printable receipt (小票)", "content": {"text/html": {}}}})
 async def receipt_html(order_id: UUID, session: AsyncSession = Depends(get_db),
                        actor: Actor = current_actor(PATIENT_TOO)) -> HTMLResponse:
-    return HTMLResponse(service.receipt_html(await service.receipt(session, actor, order_id)))
+    return HTMLResponse(receipts.receipt_html(await receipts.receipt(session, actor, order_id)))
 
 
 class WeChatNotificationResource(BaseModel):
@@ -154,13 +156,15 @@ WECHAT_FAIL = {"content": {"application/json": {"schema": _inline(WeChatAnswer)}
                400: {"description": "Malformed, undecryptable, or not matching the order", **WECHAT_FAIL},
                401: {"description": "Signature missing or wrong, unknown platform key, or stale", **WECHAT_FAIL},
                404: {"description": "Unknown out_trade_no, or WeChat Pay not configured", **WECHAT_FAIL},
-               413: {"description": "Body over the size limit"}})
+               413: {"description": "Body over the size limit"},
+               **problem_responses({422: "The body holds text nothing can store (a NUL or a lone surrogate)"})})
 async def wechat_pay_notify(request: Request) -> Response:
     """WeChat Pay's payment notification (no bearer token; WeChat's signature is verified over the raw
     body, the resource decrypted with the APIv3 key). Marks the payment paid exactly once and completes
     the order; a repeat is answered 204 and changes nothing. Refused notifications are answered in
     WeChat's format `{"code": "FAIL", "message": …}` and change nothing."""
-    answer = await service.receive_wechat_notification(dict(request.headers), await request.body())
+    answer = await wechat_payments.receive_wechat_notification(session_scope, dict(request.headers),
+                                                               await request.body())
     if answer.status < 300:
         return Response(status_code=204)
     return JSONResponse({"code": "FAIL", "message": answer.message or "rejected"}, status_code=answer.status)
@@ -170,7 +174,7 @@ async def wechat_pay_notify(request: Request) -> Response:
 async def list_tier_discounts(session: AsyncSession = Depends(get_db),
                               actor: Actor = current_actor(("staff", "integration"))) -> list[TierDiscountOut]:
     """Member-tier discounts applied when an order is priced."""
-    return [TierDiscountOut.model_validate(t) for t in await service.list_tier_discounts(session, actor)]
+    return [TierDiscountOut.model_validate(t) for t in await tier_discounts.list_tier_discounts(session, actor)]
 
 
 @router.put("/tier-discounts", response_model=TierDiscountOut, operation_id="set_tier_discount")
@@ -178,6 +182,7 @@ async def set_tier_discount(body: TierDiscountSet, session: AsyncSession = Depen
                             actor: Actor = current_actor(("staff", "integration"))) -> TierDiscountOut:
     """Create or change the discount for one tag (members tagged 金卡会员 get 10% off services and
     products, say); `active: false` switches it off. Needs catalog:write."""
-    row = await service.set_tier_discount(session, actor, tag_name=body.tag_name, percent_off=body.percent_off,
-                                          line_types=list(body.line_types), active=body.active)
+    row = await tier_discounts.set_tier_discount(session, actor, tag_name=body.tag_name,
+                                                 percent_off=body.percent_off, line_types=list(body.line_types),
+                                                 active=body.active)
     return TierDiscountOut.model_validate(row)

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,6 +44,10 @@ class ChainReportOut(BaseModel):
     checked: int
     broken_at_seq: int | None = None
     reason: str | None = None
+    unsealed_reads: int = Field(0, description="Reads of health data recorded but not sealed into the chain yet "
+                                               "(the worker seals them every few seconds)")
+    oldest_unsealed_seconds: float | None = Field(None, description="Age of the oldest unsealed read; growing "
+                                                                    "means no worker is sealing")
 
 
 class OutboxEventOut(BaseModel):

@@ -1,7 +1,7 @@
 """Refunds with approval, checkout settings, and WeChat Pay's refund notification.
 
 The rules (allocation order, approval levels, what goods come back) are documented in
-app/domain/checkout/refunds.py.
+app/domain/checkout/refunds.py and wechat_refunds.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from fastapi.responses import JSONResponse
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import get_db, require
-from app.api.errors import PROBLEM_RESPONSES
+from app.api.errors import PROBLEM_RESPONSES, problem_responses
 from app.api.routing import TransactionalRoute
 from app.api.v1.orders import WECHAT_FAIL, WeChatNotification, _inline  # one envelope for both notify routes
 from app.core.actor import Actor
+from app.core.db import session_scope
 from app.core.errors import AppError
 from app.core.pagination import Page, PageParams, page_params
-from app.domain.checkout import refunds, settings_service
+from app.domain.checkout import refunds, settings_service, wechat_refunds
 from app.domain.checkout.refund_schemas import (
     CheckoutSettingsIn,
     CheckoutSettingsOut,
@@ -107,14 +108,15 @@ async def put_settings(body: CheckoutSettingsIn, session: AsyncSession = Depends
                      **WECHAT_FAIL},
                401: {"description": "Signature missing or wrong, unknown platform key, or stale", **WECHAT_FAIL},
                404: {"description": "WeChat Pay not configured", **WECHAT_FAIL},
-               413: {"description": "Body over the size limit"}})
+               413: {"description": "Body over the size limit"},
+               **problem_responses({422: "The body holds text nothing can store (a NUL or a lone surrogate)"})})
 async def wechat_refund_notify(request: Request) -> Response:
     """WeChat Pay's refund notification (no bearer token: WeChat's signature over the raw body proves the
     origin). REFUND.SUCCESS settles the allocation once, however often it is delivered, and completes the
     refund when it was the last; ABNORMAL/CLOSED fails it. A forged, tampered, stale or unknown
     notification is refused in WeChat's format `{"code": "FAIL", "message": …}` and changes nothing."""
     try:
-        await refunds.handle_refund_notification(dict(request.headers), await request.body())
+        await wechat_refunds.handle_refund_notification(session_scope, dict(request.headers), await request.body())
     except AppError as exc:  # WeChat reads its own failure format, and resends later
         log.warning("wechat refund notification refused: %s (%s)", exc.code, exc.detail)
         return JSONResponse({"code": "FAIL", "message": exc.detail}, status_code=exc.status)

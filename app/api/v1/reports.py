@@ -33,7 +33,7 @@ async def get_daily_close(store_id: UUID, day: date = DAY, session: AsyncSession
 
 @router.post("/reports/daily-close", status_code=201, response_model=DailyCloseOut, operation_id="close_day")
 async def close_day(body: DailyCloseIn, session: AsyncSession = Depends(get_db),
-                    actor: Actor = require("reports:read")) -> DailyCloseOut:
+                    actor: Actor = require(daily_close.CLOSE_PERMISSION)) -> DailyCloseOut:
     """Close the day (日结): its figures are frozen. 409 `day_closed` when it is closed already."""
     return await daily_close.close_day(session, actor, body.store_id, body.day)
 

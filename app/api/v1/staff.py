@@ -3,10 +3,9 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.api.deps import get_db, get_redis, require
+from app.api.deps import get_db, require
 from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
@@ -53,9 +52,9 @@ async def get_staff(staff_id: UUID, session: AsyncSession = Depends(get_db),
 
 @router.patch("/staff/{staff_id}", response_model=StaffOut, operation_id="update_staff")
 async def update_staff(staff_id: UUID, body: StaffUpdate, session: AsyncSession = Depends(get_db),
-                       redis: Redis = Depends(get_redis), actor: Actor = require("staff:write")) -> StaffOut:
+                       actor: Actor = require("staff:write")) -> StaffOut:
     """Change roles, stores, name or password, or disable the account (which ends its sign-ins)."""
-    return await service.update_staff(session, redis, actor, staff_id, body)
+    return await service.update_staff(session, actor, staff_id, body)
 
 
 @router.get("/permissions", response_model=list[PermissionOut], operation_id="list_permissions")

@@ -10,6 +10,9 @@ from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
+from app.domain.booking import readiness
+from app.domain.booking.schedule import READ as SCHEDULE_READ
+from app.domain.booking.schedule_schemas import StoreReadinessOut
 from app.domain.tenancy import service
 from app.domain.tenancy.schemas import StoreCreate, StoreOut, StoreUpdate
 
@@ -40,3 +43,15 @@ async def get_store(store_id: UUID, session: AsyncSession = Depends(get_db),
 async def update_store(store_id: UUID, body: StoreUpdate, session: AsyncSession = Depends(get_db),
                        actor: Actor = require("stores:write")) -> StoreOut:
     return StoreOut.model_validate(await service.update_store(session, actor, store_id, body))
+
+
+@router.get("/{store_id}/readiness", response_model=StoreReadinessOut, operation_id="get_store_readiness",
+            responses={403: {"description": "Without appointments:read (reading the store's schedule), or not "
+                                            "working in this store (`store_forbidden`)"},
+                       404: {"description": "No such store in this tenant (`store_not_found`)"}})
+async def get_store_readiness(store_id: UUID, session: AsyncSession = Depends(get_db),
+                              actor: Actor = require(SCHEDULE_READ)) -> StoreReadinessOut:
+    """What still keeps the store from being offered slots: the store takes bookings, has opening hours,
+    has active staff skilled for an offered service, has them on shift in the coming days, and has every
+    room, bed or device those services require. Each check has `ok` and a message; `ready` when all pass."""
+    return await readiness.store_readiness(session, actor, store_id)

@@ -14,6 +14,7 @@ from app.core.actor import Actor
 from app.core.errors import Unprocessable
 from app.core.pagination import Page, PageParams, page_params
 from app.domain.visits import service
+from app.domain.visits.presenters import present_record
 from app.domain.visits.schemas import (
     CommissionOut,
     CommissionStatement,
@@ -28,8 +29,8 @@ router = APIRouter(tags=["visits"], route_class=TransactionalRoute, responses=PR
 MAX_PERIOD_DAYS = 400
 
 
-def completion_out(record, remaining: int | None, commission: int) -> CompletionOut:
-    return CompletionOut(**ServiceRecordOut.model_validate(record).model_dump(), service_record_id=record.id,
+def completion_out(actor: Actor, record, remaining: int | None, commission: int) -> CompletionOut:
+    return CompletionOut(**present_record(actor, record).model_dump(), service_record_id=record.id,
                          card_remaining=remaining, commission=commission)
 
 
@@ -50,7 +51,7 @@ async def complete_service(body: ServiceCompletion, session: AsyncSession = Depe
     """完成服务 for a walk-in: in one transaction deduct a card session (or leave it for checkout), deduct
     the consumables, write the commission and the service record. 409 when the card has no session of
     this service left, is frozen or expired, or stock is short; then nothing is changed."""
-    return completion_out(*await service.complete_service(session, actor, body))
+    return completion_out(actor, *await service.complete_service(session, actor, body))
 
 
 @router.get("/service-records", response_model=Page[ServiceRecordOut], operation_id="list_service_records")
@@ -61,13 +62,14 @@ async def list_records(member_id: UUID | None = Query(None), store_id: UUID | No
                        actor: Actor = require("appointments:read")) -> Page[ServiceRecordOut]:
     rows, cursor = await service.list_records(session, actor, params, member_id=member_id, store_id=store_id,
                                               staff_id=staff_id, unsettled=unsettled)
-    return Page(items=[ServiceRecordOut.model_validate(r) for r in rows], next_cursor=cursor)
+    return Page(items=[present_record(actor, r) for r in rows], next_cursor=cursor)
 
 
 @router.get("/service-records/{record_id}", response_model=ServiceRecordOut, operation_id="get_service_record")
 async def get_record(record_id: UUID, session: AsyncSession = Depends(get_db),
                      actor: Actor = current_actor()) -> ServiceRecordOut:
-    return ServiceRecordOut.model_validate(await service.get_record(session, actor, record_id))
+    """One service record; patients (their own or their family's) get it without the therapist's notes."""
+    return present_record(actor, await service.get_record(session, actor, record_id))
 
 
 @router.post("/service-records/{record_id}/reverse", response_model=ServiceRecordOut,
@@ -76,7 +78,7 @@ async def reverse_record(record_id: UUID, body: ReversalRequest, session: AsyncS
                          actor: Actor = require("visits:reverse")) -> ServiceRecordOut:
     """Undo a completion (wrong card, wrong therapist): the session, the stock and the commission are
     restored by compensating entries; the record stays, marked reversed."""
-    return ServiceRecordOut.model_validate(await service.reverse_service(session, actor, record_id, body.reason))
+    return present_record(actor, await service.reverse_service(session, actor, record_id, body.reason))
 
 
 @router.get("/commissions", response_model=Page[CommissionOut], operation_id="list_commissions")

@@ -37,7 +37,9 @@ async def list_event_types(actor: Actor = require(PERMISSION)) -> list[EventType
              operation_id="create_webhook_subscription")
 async def create_subscription(body: SubscriptionCreate, session: AsyncSession = Depends(get_db),
                               actor: Actor = require(PERMISSION)) -> SubscriptionCreated:
-    """Deliver these event types to this https URL. Each POST is signed:
+    """Deliver these event types to this https URL, at a public address (loopback, private and other
+    non-public addresses are refused, however spelled; `WEBHOOK_ALLOWED_PRIVATE_NETWORKS` opens an intranet
+    receiver's network). Each POST is signed:
     `X-CareLoop-Signature: sha256=HMAC-SHA256(secret, X-CareLoop-Timestamp + "." + raw body)`.
     The `secret` is in this answer only."""
     sub, secret = await service.create_subscription(session, actor, body)

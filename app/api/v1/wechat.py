@@ -11,6 +11,7 @@ from app.api.deps import client_ip, get_db, get_redis, require
 from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
+from app.core.db import session_scope
 from app.domain.iam.schemas import TokenResponse
 from app.domain.members.schemas import MemberOut
 from app.domain.tenancy.schemas import TENANT_CODE_PATTERN
@@ -86,7 +87,7 @@ async def link_external_contact(body: ExternalContactLink, external_userid: str 
     return await service.link_external_contact(session, redis, actor, external_userid, body)
 
 
-def _callback_params(
+async def _callback_params(
     msg_signature: str = Query(..., pattern=r"^[0-9a-fA-F]{40}$"),
     timestamp: str = Query(..., pattern=r"^\d{1,12}$"),
     nonce: str = Query(..., min_length=1, max_length=64),
@@ -100,7 +101,7 @@ async def verify_callback_url(tenant_code: str = Path(pattern=TENANT_CODE_PATTER
                               echostr: str = Query(..., min_length=1, max_length=4096),
                               redis: Redis = Depends(get_redis)) -> PlainTextResponse:
     """WeCom's URL verification when the callback is saved in the admin console."""
-    return PlainTextResponse(await service.verify_callback_url(redis, tenant_code, *params, echostr))
+    return PlainTextResponse(await service.verify_callback_url(session_scope, redis, tenant_code, *params, echostr))
 
 
 @callback_router.post("/wecom/callback/{tenant_code}")
@@ -108,5 +109,5 @@ async def receive_callback(request: Request, tenant_code: str = Path(pattern=TEN
                            params: tuple[str, str, str] = Depends(_callback_params),
                            redis: Redis = Depends(get_redis)) -> Response:
     """An encrypted event (external contact changes, msgaudit_notify). WeCom wants an empty 200."""
-    await service.receive_callback(redis, tenant_code, *params, await request.body())
+    await service.receive_callback(session_scope, redis, tenant_code, *params, await request.body())
     return Response(content=b"", status_code=200)

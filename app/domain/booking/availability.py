@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -60,6 +61,7 @@ from app.domain.booking.slots import (
     Candidate,
     Engine,
     Requirement,
+    Span,
     Verdict,
     WeeklyShift,
     day_bounds,
@@ -69,9 +71,13 @@ from app.domain.booking.slots import (
     to_utc,
     working_spans,
 )
-from app.domain.catalog.models import Service
-from app.domain.iam.models import Staff
-from app.domain.tenancy.models import Store
+from app.domain.catalog import service as catalog
+from app.domain.iam import service as iam
+from app.domain.tenancy import service as tenancy
+
+if TYPE_CHECKING:
+    from app.domain.catalog.models import Service
+    from app.domain.tenancy.models import Store
 
 # A hold lasts one service plus its buffer (catalog caps: 1440 + 240 minutes), so holds that can reach
 # into a window started at most this long before it; the bound lets the (bookable_no, starts_at)
@@ -118,9 +124,11 @@ class Loaded:
     engine: Engine
     resources: dict[UUID, Resource]
     lacks_skill: bool  # a requested staff member who may not perform the service
+    open_weekdays: frozenset[int]  # ISO weekdays with opening hours (empty: none set)
+    closures: dict[date, str | None]  # closure days near the asked ones, with their reasons
 
 
-def _candidates(requirement: dict, resources: list[Resource]) -> tuple[Candidate, ...]:
+def requirement_candidates(requirement: dict, resources: list[Resource]) -> tuple[Candidate, ...]:
     """Any one of `resource_ids` (in that order), else of `pool`, else of `kind`, at the store."""
     if requirement.get("resource_ids"):
         by_id = {r.id: r for r in resources}
@@ -129,6 +137,47 @@ def _candidates(requirement: dict, resources: list[Resource]) -> tuple[Candidate
         pool = requirement.get("pool")
         picked = [r for r in resources if r.kind == requirement.get("kind") and (pool is None or r.pool == pool)]
     return tuple(Candidate(r.id, r.capacity) for r in picked)
+
+
+async def working_time(session: AsyncSession, tenant_id: UUID, *, store: Store, staff_ids: list[UUID],
+                       first: date, last: date) -> dict[UUID, list[Span]]:
+    """Each staff member's working time at the store that can reach into local days `first`..`last`:
+    single shifts and weekly pattern occurrences (overnight ones included), minus time off."""
+    if not staff_ids:
+        return {}
+    tz = ZoneInfo(store.timezone)
+    window_start, window_end = day_bounds(first - timedelta(days=2), last + timedelta(days=2), tz)
+    shifts: dict[UUID, list] = defaultdict(list)
+    patterns: dict[UUID, list[WeeklyShift]] = defaultdict(list)
+    time_off: dict[UUID, list] = defaultdict(list)
+    for s in (await session.exec(select(Shift).where(
+            Shift.tenant_id == tenant_id, Shift.store_id == store.id, col(Shift.staff_id).in_(staff_ids),
+            Shift.starts_at < window_end, Shift.starts_at > window_start - MAX_SHIFT,
+            Shift.ends_at > window_start))).all():
+        shifts[s.staff_id].append((s.starts_at, s.ends_at))
+    pattern_rows = (await session.exec(select(ShiftPattern).where(
+        ShiftPattern.tenant_id == tenant_id, ShiftPattern.store_id == store.id,
+        col(ShiftPattern.staff_id).in_(staff_ids), col(ShiftPattern.active).is_(True),
+        ShiftPattern.valid_from <= last + timedelta(days=2),
+        or_(col(ShiftPattern.valid_until).is_(None),
+            col(ShiftPattern.valid_until) >= first - timedelta(days=2))))).all()
+    skips: dict[UUID, set[date]] = defaultdict(set)
+    if pattern_rows:
+        for e in (await session.exec(select(ShiftException).where(
+                ShiftException.tenant_id == tenant_id,
+                col(ShiftException.pattern_id).in_([p.id for p in pattern_rows]),
+                col(ShiftException.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all():
+            skips[e.pattern_id].add(e.day)
+    for p in pattern_rows:
+        patterns[p.staff_id].append(WeeklyShift(p.staff_id, frozenset(p.weekdays), p.starts, p.ends,
+                                                p.valid_from, p.valid_until, frozenset(skips[p.id])))
+    for t in (await session.exec(select(TimeOff).where(
+            TimeOff.tenant_id == tenant_id, col(TimeOff.staff_id).in_(staff_ids),
+            TimeOff.starts_at < window_end, TimeOff.ends_at > window_start))).all():
+        time_off[t.staff_id].append((t.starts_at, t.ends_at))
+    pattern_days = days_between(first - timedelta(days=2), last + timedelta(days=1))
+    return {s: working_spans(shifts=shifts[s], patterns=patterns[s], time_off=time_off[s], days=pattern_days, tz=tz)
+            for s in staff_ids}
 
 
 async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service: Service, first: date,
@@ -147,54 +196,28 @@ async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service:
     for row in (await session.exec(select(StoreHours).where(
             StoreHours.tenant_id == tenant_id, StoreHours.store_id == store.id))).all():
         hours[row.weekday].append((row.opens, row.closes))
-    closures = frozenset((await session.exec(select(StoreClosure.day).where(
+    closures: dict[date, str | None] = dict((await session.exec(select(
+        StoreClosure.day, StoreClosure.reason).where(
         StoreClosure.tenant_id == tenant_id, StoreClosure.store_id == store.id,
         col(StoreClosure.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all())
-    closed = closures if store.active else frozenset(days_between(first - timedelta(days=2),
-                                                                  last + timedelta(days=2)))
+    closed = frozenset(closures) if store.active else frozenset(days_between(first - timedelta(days=2),
+                                                                             last + timedelta(days=2)))
 
-    skill_query = select(StaffSkill.staff_id).join(
-        Staff, (Staff.tenant_id == StaffSkill.tenant_id) & (Staff.id == StaffSkill.staff_id)).where(
-        StaffSkill.tenant_id == tenant_id, StaffSkill.service_id == service.id, col(Staff.active).is_(True))
+    skill_query = select(StaffSkill.staff_id).where(StaffSkill.tenant_id == tenant_id,
+                                                    StaffSkill.service_id == service.id)
     if staff_id is not None:
         skill_query = skill_query.where(StaffSkill.staff_id == staff_id)
-    staff_ids = sorted(set((await session.exec(skill_query)).all()))
+    # Deactivated staff keep their skills but take no bookings: one more query for the set, not one per person.
+    skilled = set((await session.exec(skill_query)).all())
+    staff_ids = sorted(await iam.active_staff_ids(session, tenant_id, skilled))
     lacks_skill = staff_id is not None and not staff_ids
 
-    shifts: dict[UUID, list] = defaultdict(list)
-    patterns: dict[UUID, list[WeeklyShift]] = defaultdict(list)
-    time_off: dict[UUID, list] = defaultdict(list)
-    if staff_ids:
-        for s in (await session.exec(select(Shift).where(
-                Shift.tenant_id == tenant_id, Shift.store_id == store.id, col(Shift.staff_id).in_(staff_ids),
-                Shift.starts_at < window_end, Shift.starts_at > window_start - MAX_SHIFT,
-                Shift.ends_at > window_start))).all():
-            shifts[s.staff_id].append((s.starts_at, s.ends_at))
-        pattern_rows = (await session.exec(select(ShiftPattern).where(
-            ShiftPattern.tenant_id == tenant_id, ShiftPattern.store_id == store.id,
-            col(ShiftPattern.staff_id).in_(staff_ids), col(ShiftPattern.active).is_(True),
-            ShiftPattern.valid_from <= last + timedelta(days=2),
-            or_(col(ShiftPattern.valid_until).is_(None),
-                col(ShiftPattern.valid_until) >= first - timedelta(days=2))))).all()
-        skips: dict[UUID, set[date]] = defaultdict(set)
-        if pattern_rows:
-            for e in (await session.exec(select(ShiftException).where(
-                    ShiftException.tenant_id == tenant_id,
-                    col(ShiftException.pattern_id).in_([p.id for p in pattern_rows]),
-                    col(ShiftException.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all():
-                skips[e.pattern_id].add(e.day)
-        for p in pattern_rows:
-            patterns[p.staff_id].append(WeeklyShift(p.staff_id, frozenset(p.weekdays), p.starts, p.ends,
-                                                    p.valid_from, p.valid_until, frozenset(skips[p.id])))
-        for t in (await session.exec(select(TimeOff).where(
-                TimeOff.tenant_id == tenant_id, col(TimeOff.staff_id).in_(staff_ids),
-                TimeOff.starts_at < window_end, TimeOff.ends_at > window_start))).all():
-            time_off[t.staff_id].append((t.starts_at, t.ends_at))
+    working = await working_time(session, tenant_id, store=store, staff_ids=staff_ids, first=first, last=last)
 
     store_resources = list((await session.exec(select(Resource).where(
         Resource.tenant_id == tenant_id, Resource.store_id == store.id, col(Resource.active).is_(True))
         .order_by(Resource.name, Resource.id))).all())
-    requirements = [Requirement(str(req.get("kind")), _candidates(req, store_resources))
+    requirements = [Requirement(str(req.get("kind")), requirement_candidates(req, store_resources))
                     for req in service.resource_requirements or []]
     resource_ids = sorted({c.id for r in requirements for c in r.candidates})
 
@@ -221,9 +244,6 @@ async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service:
             else:
                 resource_holds[h.ref_id].append((h.starts_at, h.ends_at))
 
-    pattern_days = days_between(first - timedelta(days=2), last + timedelta(days=1))
-    working = {s: working_spans(shifts=shifts[s], patterns=patterns[s], time_off=time_off[s],
-                                days=pattern_days, tz=tz) for s in staff_ids}
     engine = Engine(
         tz=tz, now=now, duration_minutes=service.duration_minutes, buffer_minutes=service.buffer_minutes,
         step_minutes=policy.slot_step_minutes, lead_minutes=policy.lead_time_minutes,
@@ -232,7 +252,7 @@ async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service:
                                closed, tz),
         staff_ids=staff_ids, working=working, staff_busy=staff_busy, requirements=requirements,
         resource_holds=resource_holds, staff_load=staff_load, enforce_window=enforce_window)
-    return Loaded(engine, {r.id: r for r in store_resources}, lacks_skill)
+    return Loaded(engine, {r.id: r for r in store_resources}, lacks_skill, frozenset(hours), closures)
 
 
 # ---------------------------------------------------------------- check one slot
@@ -350,9 +370,44 @@ class UnavailableSlot:
 
 
 @dataclass(frozen=True)
+class UnavailableDay:
+    """A day on which nothing at all can be offered, whoever works: the store or the service says no."""
+
+    day: date
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Availability:
     slots: list[Slot]
     unavailable: list[UnavailableSlot] | None
+    unavailable_days: list[UnavailableDay] | None = None
+
+
+# Why a whole day has nothing to offer (explain=true), most basic first.
+NO_OPENING_HOURS = "no_opening_hours"
+CLOSED_WEEKDAY = "closed_weekday"
+STORE_INACTIVE = "store_inactive"
+SERVICE_INACTIVE = "service_inactive"
+WEEKDAY_NAMES = ("", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
+
+
+def _day_reason(day: date, store: Store, loaded: Loaded) -> UnavailableDay | None:
+    """Why the store takes no bookings at all on `day`, or None when it is open then. Without this a store
+    with no opening hours answered `slots: []` and `unavailable: []` (no grid, so no slot to explain)."""
+    if not store.active:
+        return UnavailableDay(day, STORE_INACTIVE, "the store is deactivated and takes no bookings")
+    if day in loaded.closures:
+        reason = loaded.closures[day]
+        return UnavailableDay(day, engine_rules.STORE_CLOSED,
+                              "the store is closed on this day" + (f" ({reason})" if reason else ""))
+    if not loaded.open_weekdays:
+        return UnavailableDay(day, NO_OPENING_HOURS, "the store has no opening hours set")
+    if day.isoweekday() not in loaded.open_weekdays:
+        return UnavailableDay(day, CLOSED_WEEKDAY,
+                              f"the store has no opening hours on {WEEKDAY_NAMES[day.isoweekday()]}")
+    return None
 
 
 async def find_slots(session: AsyncSession, actor: Actor, *, store_id: UUID, service_id: UUID, day_from: date,
@@ -364,21 +419,24 @@ async def find_slots(session: AsyncSession, actor: Actor, *, store_id: UUID, ser
     if actor.kind in ("staff", "integration"):
         actor.require("appointments:read")
         actor.require_store(store_id)
-    store = await session.get(Store, (actor.tenant_id, store_id))
+    store = await tenancy.store_row(session, actor.tenant_id, store_id)
     if store is None:
         raise NotFound("store not found", code="store_not_found")
-    service = await session.get(Service, (actor.tenant_id, service_id))
+    service = await catalog.service_row(session, actor.tenant_id, service_id)
     if service is None:
         raise NotFound("service not found", code="service_not_found")
-    if staff_id is not None and await session.get(Staff, (actor.tenant_id, staff_id)) is None:
+    if staff_id is not None and await iam.staff_row(session, actor.tenant_id, staff_id) is None:
         raise NotFound("staff member not found", code="staff_not_found")
+    days = days_between(day_from, day_to)
     if not service.active:
-        return Availability([], [] if explain else None)
+        return Availability([], [] if explain else None, [
+            UnavailableDay(day, SERVICE_INACTIVE, "this service is no longer offered") for day in days]
+            if explain else None)
     loaded = await load(session, actor.tenant_id, store=store, service=service, first=day_from, last=day_to,
                         staff_id=staff_id, now=now or utcnow(), enforce_window=window_applies(actor))
     tz = ZoneInfo(store.timezone)
     slots, unavailable = [], []
-    for verdict in loaded.engine.slots(days_between(day_from, day_to), staff_id, lacks_skill=loaded.lacks_skill):
+    for verdict in loaded.engine.slots(days, staff_id, lacks_skill=loaded.lacks_skill):
         if verdict.bookable:
             assert verdict.staff_id is not None
             slots.append(Slot(verdict.starts_at.astimezone(tz), verdict.ends_at.astimezone(tz), verdict.staff_id,
@@ -386,4 +444,7 @@ async def find_slots(session: AsyncSession, actor: Actor, *, store_id: UUID, ser
         elif explain:
             unavailable.append(UnavailableSlot(verdict.starts_at.astimezone(tz), verdict.ends_at.astimezone(tz),
                                                list(verdict.reasons)))
-    return Availability(slots, unavailable if explain else None)
+    if not explain:
+        return Availability(slots, None)
+    closed_days = [why for day in days if (why := _day_reason(day, store, loaded)) is not None]
+    return Availability(slots, unavailable, closed_days)

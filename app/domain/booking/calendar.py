@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
-from sqlalchemy import and_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,12 +23,14 @@ from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.errors import Forbidden, NotFound
-from app.domain.booking.models import Appointment, AppointmentHold, CalendarFeed, Resource
-from app.domain.catalog.models import Service
-from app.domain.iam.models import Staff, StaffStore
-from app.domain.members.models import Member
+from app.domain.booking.models import Appointment, AppointmentHold, CalendarFeed, Resource, StaffSkill
+from app.domain.catalog import service as catalog
+from app.domain.iam import service as iam
+from app.domain.members import service as members
 from app.domain.tenancy import service as tenancy
-from app.domain.tenancy.models import Store
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store
 
 FEED_PAST_DAYS, FEED_FUTURE_DAYS = 30, 90
 SHOWN_STATUSES = ("booked", "checked_in", "completed", "no_show")
@@ -39,6 +40,14 @@ def _day_bounds(store: Store, day: date) -> tuple[datetime, datetime]:
     zone = ZoneInfo(store.timezone)
     return (datetime.combine(day, time(), zone),
             datetime.combine(day + timedelta(days=1), time(), zone))
+
+
+async def _names(session: AsyncSession, tenant_id: UUID,
+                 appointments: list[Appointment]) -> tuple[dict[UUID, str], dict[UUID, str]]:
+    """The services' and the members' names of these appointments (one query each)."""
+    services = await catalog.services_by_id(session, tenant_id, {a.service_id for a in appointments})
+    member_names = await members.member_names(session, tenant_id, {a.member_id for a in appointments})
+    return {service_id: s.name for service_id, s in services.items()}, member_names
 
 
 def _entry(appointment: Appointment, service_name: str, member_name: str) -> dict[str, Any]:
@@ -55,24 +64,19 @@ async def store_day(session: AsyncSession, actor: Actor, store_id: UUID, day: da
     actor.require_store(store_id)
     store = await tenancy.get_store(session, actor, store_id)
     start, end = _day_bounds(store, day)
-    rows = (await session.execute(
-        select(Appointment, Service.name, Member.name)
-        .join(Service, and_(Service.tenant_id == Appointment.tenant_id, Service.id == Appointment.service_id))
-        .join(Member, and_(Member.tenant_id == Appointment.tenant_id, Member.id == Appointment.member_id))
-        .where(Appointment.tenant_id == actor.tenant_id, Appointment.store_id == store.id,
-               Appointment.starts_at < end, Appointment.blocked_until > start,
-               Appointment.status.in_(SHOWN_STATUSES))
-        .order_by(Appointment.starts_at, Appointment.id))).all()
-    entries = {a.id: _entry(a, service_name, member_name) for a, service_name, member_name in rows}
+    appointments = list((await session.exec(
+        select(Appointment).where(Appointment.tenant_id == actor.tenant_id, Appointment.store_id == store.id,
+                                  Appointment.starts_at < end, Appointment.blocked_until > start,
+                                  Appointment.status.in_(SHOWN_STATUSES))
+        .order_by(Appointment.starts_at, Appointment.id))).all())
+    service_names, member_names = await _names(session, actor.tenant_id, appointments)
+    entries = {a.id: _entry(a, service_names[a.service_id], member_names[a.member_id]) for a in appointments}
 
-    staff = (await session.exec(
-        select(Staff).join(StaffStore, and_(StaffStore.tenant_id == Staff.tenant_id, StaffStore.staff_id == Staff.id))
-        .where(Staff.tenant_id == actor.tenant_id, StaffStore.store_id == store.id, Staff.active)
-        .order_by(Staff.display_name, Staff.id))).all()
-    booked_staff = {a.staff_id for a, _, _ in rows}
+    staff = await iam.active_staff_of_store(session, actor.tenant_id, store.id)
+    shown = {a.staff_id for a in appointments} | await _bookable(session, actor.tenant_id, [s.id for s in staff])
     therapists = [{"staff_id": str(s.id), "name": s.display_name,
-                   "appointments": [e for a, *_ in rows if a.staff_id == s.id for e in [entries[a.id]]]}
-                  for s in staff if s.id in booked_staff or await _bookable(session, actor.tenant_id, s.id)]
+                   "appointments": [entries[a.id] for a in appointments if a.staff_id == s.id]}
+                  for s in staff if s.id in shown]
 
     resources = (await session.exec(select(Resource).where(
         Resource.tenant_id == actor.tenant_id, Resource.store_id == store.id, Resource.active)
@@ -89,12 +93,12 @@ async def store_day(session: AsyncSession, actor: Actor, store_id: UUID, day: da
             "therapists": therapists, "resources": rooms}
 
 
-async def _bookable(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> bool:
+async def _bookable(session: AsyncSession, tenant_id: UUID, staff_ids: list[UUID]) -> set[UUID]:
     """Staff who perform services (have skills) appear on the board even on a free day."""
-    from app.domain.booking.models import StaffSkill
-
-    return (await session.exec(select(StaffSkill.service_id).where(
-        StaffSkill.tenant_id == tenant_id, StaffSkill.staff_id == staff_id).limit(1))).first() is not None
+    if not staff_ids:
+        return set()
+    return set((await session.exec(select(StaffSkill.staff_id).where(
+        StaffSkill.tenant_id == tenant_id, StaffSkill.staff_id.in_(staff_ids)).distinct())).all())
 
 
 # ---------------------------------------------------------------- iCalendar feeds
@@ -108,8 +112,7 @@ async def issue_feed(session: AsyncSession, actor: Actor, staff_id: UUID) -> tup
     """A new secret feed for the therapist (themselves, or a manager for them); older feeds stop working."""
     if not (actor.kind == "staff" and actor.id == staff_id):
         actor.require("schedule:write")
-    staff = await session.get(Staff, (actor.tenant_id, staff_id))
-    if staff is None:
+    if await iam.staff_row(session, actor.tenant_id, staff_id) is None:
         raise NotFound("staff member not found", code="staff_not_found")
     await _revoke_all(session, actor.tenant_id, staff_id)
     token = secrets.token_urlsafe(32)
@@ -123,7 +126,7 @@ async def issue_feed(session: AsyncSession, actor: Actor, staff_id: UUID) -> tup
 async def revoke_feeds(session: AsyncSession, actor: Actor, staff_id: UUID) -> int:
     if not (actor.kind == "staff" and actor.id == staff_id):
         actor.require("schedule:write")
-    if await session.get(Staff, (actor.tenant_id, staff_id)) is None:
+    if await iam.staff_row(session, actor.tenant_id, staff_id) is None:
         raise NotFound("staff member not found", code="staff_not_found")
     count = await _revoke_all(session, actor.tenant_id, staff_id)
     audit.record(session, "calendar_feed.revoke", "staff", staff_id, feeds=count)
@@ -152,33 +155,32 @@ async def feed_ics(session: AsyncSession, tenant_id: UUID, token: str) -> bytes:
         CalendarFeed.revoked_at.is_(None)))).first()
     if feed is None:
         raise NotFound("no such calendar feed", code="calendar_feed_not_found")
-    staff = await session.get(Staff, (tenant_id, feed.staff_id))
+    staff = await iam.staff_row(session, tenant_id, feed.staff_id)
     if staff is None or not staff.active:
         raise Forbidden("this calendar feed's owner is no longer active", code="account_disabled")
     now = utcnow()
-    rows = (await session.execute(
-        select(Appointment, Service.name, Member.name, Store.name)
-        .join(Service, and_(Service.tenant_id == Appointment.tenant_id, Service.id == Appointment.service_id))
-        .join(Member, and_(Member.tenant_id == Appointment.tenant_id, Member.id == Appointment.member_id))
-        .join(Store, and_(Store.tenant_id == Appointment.tenant_id, Store.id == Appointment.store_id))
-        .where(Appointment.tenant_id == tenant_id, Appointment.staff_id == staff.id,
-               Appointment.starts_at >= now - timedelta(days=FEED_PAST_DAYS),
-               Appointment.starts_at < now + timedelta(days=FEED_FUTURE_DAYS))
-        .order_by(Appointment.starts_at, Appointment.id))).all()
+    appointments = list((await session.exec(
+        select(Appointment).where(Appointment.tenant_id == tenant_id, Appointment.staff_id == staff.id,
+                                  Appointment.starts_at >= now - timedelta(days=FEED_PAST_DAYS),
+                                  Appointment.starts_at < now + timedelta(days=FEED_FUTURE_DAYS))
+        .order_by(Appointment.starts_at, Appointment.id))).all())
+    service_names, member_names = await _names(session, tenant_id, appointments)
+    stores = await tenancy.stores_by_id(session, tenant_id, {a.store_id for a in appointments})
     calendar = Calendar()
     calendar.add("prodid", "-//CareLoop//Therapist schedule//ZH")
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("x-wr-calname", f"{staff.display_name} 的预约")
     calendar.add("x-published-ttl", "PT15M")
-    for appointment, service_name, member_name, store_name in rows:
+    for appointment in appointments:
+        service_name, member_name = service_names[appointment.service_id], member_names[appointment.member_id]
         event = Event()
         event.add("uid", f"{appointment.id}@careloop")
         event.add("dtstamp", (appointment.updated_at or appointment.created_at or now))
         event.add("dtstart", appointment.starts_at)
         event.add("dtend", appointment.ends_at)
         event.add("summary", f"{service_name} · {_surname(member_name)}")
-        event.add("location", store_name)
+        event.add("location", stores[appointment.store_id].name)
         event.add("status", "CANCELLED" if appointment.status in ("cancelled", "no_show") else "CONFIRMED")
         event.add("sequence", appointment.schedule_version)
         calendar.add_component(event)

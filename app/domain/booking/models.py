@@ -154,6 +154,7 @@ class BookingPolicy(SQLModel, table=True):
     no_show_action: str = Field(default="none", sa_type=Text)
     no_show_fee: int = Field(default=0, sa_type=BigInteger)  # fen
     reminder_hours_before: int = Field(default=24, sa_type=Integer)
+    # Accepted and stored, but schedules nothing any more: the follow-up rule's own delay on service.completed decides.
     follow_up_hours_after: int = Field(default=24, sa_type=Integer)
     updated_at: datetime | None = timestamp_field()
 

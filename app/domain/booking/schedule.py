@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, text, true, tuple_
@@ -30,6 +30,7 @@ from app.core.clock import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.core.pagination import PageParams, decode_cursor, encode_cursor, paginate
+from app.core.rows import get_or_404
 from app.domain.booking.bookables import bookable_no
 from app.domain.booking.models import (
     ACTIVE_STATUSES,
@@ -68,10 +69,13 @@ from app.domain.booking.schedule_schemas import (
     TimeOffCreate,
     check_day,
 )
-from app.domain.catalog.models import Service
-from app.domain.iam.models import Staff, StaffStore
+from app.domain.catalog import service as catalog
+from app.domain.iam import service as iam
 from app.domain.tenancy import service as tenancy
-from app.domain.tenancy.models import Store
+
+if TYPE_CHECKING:
+    from app.domain.iam.models import Staff
+    from app.domain.tenancy.models import Store
 
 READ = "appointments:read"
 WRITE = "schedule:write"
@@ -101,7 +105,7 @@ async def _require_store(session: AsyncSession, actor: Actor, store_id: UUID) ->
 
 async def _store_row(session: AsyncSession, actor: Actor, store_id: UUID) -> Store:
     await _require_store(session, actor, store_id)
-    store = await session.get(Store, (actor.tenant_id, store_id))
+    store = await tenancy.store_row(session, actor.tenant_id, store_id)
     assert store is not None  # require_stores_exist just found it
     return store
 
@@ -111,17 +115,12 @@ def _in_visible_stores(actor: Actor, column: Any) -> Any:
     return true() if actor.store_ids is None else column.in_(actor.store_ids)
 
 
-async def _staff_stores(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> set[UUID]:
-    return set((await session.exec(select(StaffStore.store_id).where(
-        StaffStore.tenant_id == tenant_id, StaffStore.staff_id == staff_id))).all())
-
-
 async def _staff_in_reach(session: AsyncSession, actor: Actor, staff_id: UUID) -> Staff:
     """The staff member (404 if none); 403 unless they work in one of the caller's stores."""
-    staff = await session.get(Staff, (actor.tenant_id, staff_id))
+    staff = await iam.staff_row(session, actor.tenant_id, staff_id)
     if staff is None:
         raise NotFound("staff member not found", code="staff_not_found")
-    if actor.store_ids is not None and not (await _staff_stores(session, actor.tenant_id, staff_id)
+    if actor.store_ids is not None and not (await iam.staff_store_ids(session, actor.tenant_id, staff_id)
                                             & actor.store_ids):
         raise Forbidden("this staff member works in none of your stores", code="store_forbidden")
     return staff
@@ -129,12 +128,12 @@ async def _staff_in_reach(session: AsyncSession, actor: Actor, staff_id: UUID) -
 
 async def _staff_for_store(session: AsyncSession, actor: Actor, staff_id: UUID, store_id: UUID) -> Staff:
     """A staff member named in a body who must work in `store_id`: anything else is bad input (422)."""
-    staff = await session.get(Staff, (actor.tenant_id, staff_id))
+    staff = await iam.staff_row(session, actor.tenant_id, staff_id)
     if staff is None:
         raise invalid("staff_id", "no such staff member", type_="not_found")
     if not staff.active:
         raise invalid("staff_id", "this staff member is deactivated", type_="inactive")
-    if store_id not in await _staff_stores(session, actor.tenant_id, staff_id):
+    if store_id not in await iam.staff_store_ids(session, actor.tenant_id, staff_id):
         raise invalid("staff_id", "this staff member is not assigned to this store (see staff store_ids)",
                       type_="not_in_store")
     return staff
@@ -201,9 +200,8 @@ async def _require_free_name(session: AsyncSession, tenant_id: UUID, store_id: U
 
 
 async def _resource(session: AsyncSession, actor: Actor, resource_id: UUID, *, for_update: bool = False) -> Resource:
-    resource = await session.get(Resource, (actor.tenant_id, resource_id), with_for_update=for_update)
-    if resource is None:
-        raise NotFound("resource not found", code="resource_not_found")
+    resource = await get_or_404(session, Resource, actor.tenant_id, resource_id, code="resource_not_found",
+                                lock=for_update)
     actor.require_store(resource.store_id)
     return resource
 
@@ -273,7 +271,7 @@ async def _skills(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> lis
 
 async def get_staff_skills(session: AsyncSession, actor: Actor, staff_id: UUID) -> StaffSkillsOut:
     actor.require(READ)
-    if await session.get(Staff, (actor.tenant_id, staff_id)) is None:
+    if await iam.staff_row(session, actor.tenant_id, staff_id) is None:
         raise NotFound("staff member not found", code="staff_not_found")
     return StaffSkillsOut(staff_id=staff_id, service_ids=await _skills(session, actor.tenant_id, staff_id))
 
@@ -283,8 +281,7 @@ async def set_staff_skills(session: AsyncSession, actor: Actor, staff_id: UUID, 
     await _staff_in_reach(session, actor, staff_id)
     wanted = list(dict.fromkeys(data.service_ids))  # a repeated id means the same skill once
     if wanted:
-        found = set((await session.exec(select(Service.id).where(
-            Service.tenant_id == actor.tenant_id, Service.id.in_(wanted)))).all())
+        found = await catalog.services_by_id(session, actor.tenant_id, set(wanted))
         for index, service_id in enumerate(data.service_ids):
             if service_id not in found:
                 raise invalid(f"service_ids.{index}", "no such service", type_="not_found")
@@ -346,9 +343,7 @@ async def list_shifts(session: AsyncSession, actor: Actor, params: PageParams, *
 
 async def delete_shift(session: AsyncSession, actor: Actor, shift_id: UUID) -> None:
     actor.require(WRITE)
-    shift = await session.get(Shift, (actor.tenant_id, shift_id), with_for_update=True)
-    if shift is None:
-        raise NotFound("shift not found", code="shift_not_found")
+    shift = await get_or_404(session, Shift, actor.tenant_id, shift_id, code="shift_not_found", lock=True)
     actor.require_store(shift.store_id)
     booked = (await session.exec(select(Appointment.id).where(
         Appointment.tenant_id == actor.tenant_id, Appointment.staff_id == shift.staff_id,
@@ -408,9 +403,8 @@ async def create_shift_pattern(session: AsyncSession, actor: Actor, data: ShiftP
 
 
 async def _pattern(session: AsyncSession, actor: Actor, pattern_id: UUID, *, for_update: bool = False) -> ShiftPattern:
-    pattern = await session.get(ShiftPattern, (actor.tenant_id, pattern_id), with_for_update=for_update)
-    if pattern is None:
-        raise NotFound("shift pattern not found", code="shift_pattern_not_found")
+    pattern = await get_or_404(session, ShiftPattern, actor.tenant_id, pattern_id, code="shift_pattern_not_found",
+                               lock=for_update)
     actor.require_store(pattern.store_id)
     return pattern
 
@@ -510,7 +504,7 @@ async def remove_shift_exception(session: AsyncSession, actor: Actor, pattern_id
 
 async def create_time_off(session: AsyncSession, actor: Actor, data: TimeOffCreate) -> TimeOff:
     actor.require(WRITE)
-    if await session.get(Staff, (actor.tenant_id, data.staff_id)) is None:  # named in the body: bad input
+    if await iam.staff_row(session, actor.tenant_id, data.staff_id) is None:  # named in the body: bad input
         raise invalid("staff_id", "no such staff member", type_="not_found")
     await _staff_in_reach(session, actor, data.staff_id)
     time_off = TimeOff(tenant_id=actor.tenant_id, **data.model_dump())
@@ -531,16 +525,15 @@ async def list_time_off(session: AsyncSession, actor: Actor, params: PageParams,
         await _staff_in_reach(session, actor, staff_id)
         stmt = stmt.where(TimeOff.staff_id == staff_id)
     elif actor.store_ids is not None:
-        stmt = stmt.where(TimeOff.staff_id.in_(select(StaffStore.staff_id).where(
-            StaffStore.tenant_id == actor.tenant_id, StaffStore.store_id.in_(actor.store_ids))))
+        stmt = stmt.where(TimeOff.staff_id.in_(await iam.staff_ids_in_stores(session, actor.tenant_id,
+                                                                             set(actor.store_ids))))
     return await _page_by_start(session, stmt, TimeOff, params)
 
 
 async def delete_time_off(session: AsyncSession, actor: Actor, time_off_id: UUID) -> None:
     actor.require(WRITE)
-    time_off = await session.get(TimeOff, (actor.tenant_id, time_off_id), with_for_update=True)
-    if time_off is None:
-        raise NotFound("time off not found", code="time_off_not_found")
+    time_off = await get_or_404(session, TimeOff, actor.tenant_id, time_off_id, code="time_off_not_found",
+                                lock=True)
     await _staff_in_reach(session, actor, time_off.staff_id)
     before = audit.snapshot(time_off, fields=["staff_id", "kind", "starts_at", "ends_at", "reason"])
     await session.delete(time_off)

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from app.core.clock import utcnow
-from app.core.schemas import Strict, Timestamp
+from app.core.schemas import Name, Strict, Timestamp
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 # "Two years ahead" with a leap day's slack, so a booking sheet for the same date two years on is accepted.
@@ -146,13 +146,13 @@ def _span_text(span: timedelta) -> str:
 class ResourceCreate(Strict):
     store_id: UUID
     kind: ResourceKind
-    name: str = Field(min_length=1, max_length=100, description="Unique within the store, e.g. 1号房, 艾灸仪A")
+    name: Name = Field(min_length=1, max_length=100, description="Unique within the store, e.g. 1号房, 艾灸仪A")
     capacity: Capacity = 1
     pool: PoolName | None = None
 
 
 class ResourceUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = Field(None, min_length=1, max_length=100)
     pool: PoolName | None = Field(None, description="null takes the resource out of its pool")
     capacity: Capacity | None = Field(None, description="Refused while the resource has bookings to come")
     active: bool | None = Field(None, description="false: no new bookings (resources are never deleted)")
@@ -442,3 +442,24 @@ class BookingPolicyOut(BaseModel):
     follow_up_hours_after: int
     is_default: bool = Field(False, description="true: the store has set no policy and these are the defaults")
     updated_at: datetime | None
+
+
+# ---------------------------------------------------------------- store readiness
+
+ReadinessCode = Literal["store_active", "opening_hours", "staff_with_skills", "shifts", "resources"]
+
+
+class ReadinessCheck(BaseModel):
+    code: ReadinessCode = Field(description="store_active, opening_hours, staff_with_skills (active staff of the "
+                                            "store skilled for an offered service), shifts (such staff on shift "
+                                            "in the coming days), resources (every room, bed or device those "
+                                            "services need is at the store)")
+    ok: bool
+    message: str = Field(description="What was found, or what to set up, in words")
+
+
+class StoreReadinessOut(BaseModel):
+    store_id: UUID
+    ready: bool = Field(description="Every check is ok: nothing in the store's setup keeps slots from being offered")
+    days_checked: int = Field(description="How many store-local days from today the shifts check looks at")
+    checks: list[ReadinessCheck]

@@ -71,7 +71,7 @@ class AppointmentOut(BaseModel):
     blocked_until: datetime = Field(description="ends_at plus the service's cleanup buffer")
     status: AppointmentStatus
     channel: Channel
-    notes: str | None
+    notes: str | None = Field(description="The store's internal notes; always null for patients")
     booked_by_kind: str
     cancel_reason: str | None
     service_record_id: UUID | None

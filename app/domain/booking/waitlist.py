@@ -4,33 +4,31 @@ When an appointment is cancelled or moved, the worker offers the freed slot to t
 matching entry (`waitlist.slot_offered`, which the messaging capability turns into a mini-program
 message). The offer is a nudge, not a hold: the member books through the normal path, which re-checks
 everything, and whoever books first gets the slot. Booking any appointment for that service and day
-closes the member's entries.
+closes the member's entries. Both reactions are in `handlers`.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import or_, update
+from sqlalchemy import update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import AppError, Conflict, NotFound, Unprocessable
-from app.core.outbox import OutboxEvent, emit
+from app.core.errors import AppError, Conflict, Unprocessable
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 from app.core.schemas import Strict
-from app.domain.booking.appointments import bookable_store
+from app.domain.booking.appointment_access import bookable_store
 from app.domain.booking.models import WaitlistEntry
 from app.domain.catalog import service as catalog
 from app.domain.members import service as members
-from app.domain.tenancy.models import Store
-from app.workers.registry import on
+from app.domain.tenancy import service as tenancy
 
 MAX_DAYS_AHEAD = 90
 OPEN_STATUSES = ("waiting", "offered")
@@ -60,10 +58,6 @@ class WaitlistOut(BaseModel):
     created_at: datetime | None
 
 
-def store_today(store: Store) -> date:
-    return utcnow().astimezone(ZoneInfo(store.timezone)).date()
-
-
 async def join(session: AsyncSession, actor: Actor, data: WaitlistJoin) -> WaitlistEntry:
     """Put a member on the waitlist; patients for themselves or their family, staff for anyone."""
     if actor.kind != "patient":
@@ -76,7 +70,7 @@ async def join(session: AsyncSession, actor: Actor, data: WaitlistJoin) -> Waitl
     service = await catalog.get_service_row(session, actor, data.service_id)
     if not service.active:
         raise Conflict("this service is no longer offered", code="service_inactive")
-    today = store_today(store)
+    today = tenancy.store_today(store)
     if not today <= data.day <= today + timedelta(days=MAX_DAYS_AHEAD):
         raise Unprocessable(f"day must be between today and {MAX_DAYS_AHEAD} days ahead (store time)",
                             code="validation_error", field="day")
@@ -97,9 +91,8 @@ async def join(session: AsyncSession, actor: Actor, data: WaitlistJoin) -> Waitl
 
 
 async def _entry(session: AsyncSession, actor: Actor, entry_id: UUID) -> WaitlistEntry:
-    entry = await session.get(WaitlistEntry, (actor.tenant_id, entry_id), with_for_update=True)
-    if entry is None:
-        raise NotFound("waitlist entry not found", code="waitlist_entry_not_found")
+    entry = await get_or_404(session, WaitlistEntry, actor.tenant_id, entry_id, code="waitlist_entry_not_found",
+                             lock=True)
     if actor.kind == "patient":
         await members.get_member_row(session, actor, entry.member_id)  # 404 unless self or family
     else:
@@ -136,68 +129,6 @@ async def list_entries(session: AsyncSession, actor: Actor, params: PageParams, 
         if value is not None:
             stmt = stmt.where(column == value)
     return await paginate(session, stmt, WaitlistEntry.id, params)
-
-
-# ---------------------------------------------------------------- worker: offer freed slots
-
-
-@on("appointment.cancelled", "appointment.rescheduled")
-async def offer_freed_slot(session: AsyncSession, event: OutboxEvent) -> None:
-    """Offer the slot a cancellation (or the old time of a reschedule) freed to the first matching waiter."""
-    from app.domain.booking.availability import check_slot
-    from app.domain.catalog.models import Service
-
-    payload = event.payload
-    freed = payload.get("previous_starts_at") if event.topic == "appointment.rescheduled" else payload["starts_at"]
-    if freed is None:
-        return
-    starts_at = datetime.fromisoformat(freed)
-    if starts_at <= utcnow():
-        return
-    tenant_id, store_id = event.tenant_id, UUID(payload["store_id"])
-    service_id = UUID(payload["service_id"])
-    staff_id = UUID(payload["previous_staff_id"] if event.topic == "appointment.rescheduled"
-                    and payload.get("previous_staff_id") else payload["staff_id"])
-    store = await session.get(Store, (tenant_id, store_id))
-    service = await session.get(Service, (tenant_id, service_id))
-    if store is None or service is None:
-        return
-    day = starts_at.astimezone(ZoneInfo(store.timezone)).date()
-    waiting = (await session.exec(
-        select(WaitlistEntry).where(
-            WaitlistEntry.tenant_id == tenant_id, WaitlistEntry.store_id == store_id,
-            WaitlistEntry.service_id == service_id, WaitlistEntry.day == day, WaitlistEntry.status == "waiting",
-            or_(WaitlistEntry.staff_id.is_(None), WaitlistEntry.staff_id == staff_id))
-        .order_by(WaitlistEntry.created_at, WaitlistEntry.id).limit(1).with_for_update(skip_locked=True))).first()
-    if waiting is None:
-        return
-    try:  # someone may have taken the slot between the cancellation and now
-        await check_slot(session, tenant_id, store=store, service=service, staff_id=staff_id,
-                         starts_at=starts_at, now=utcnow(), enforce_window=False)
-    except AppError:
-        return
-    waiting.status, waiting.offered_at, waiting.offered_starts_at = "offered", utcnow(), starts_at
-    waiting.updated_at = utcnow()
-    session.add(waiting)
-    await emit(session, "waitlist.slot_offered", {
-        "entry_id": str(waiting.id), "member_id": str(waiting.member_id), "store_id": str(store_id),
-        "service_id": str(service_id), "staff_id": str(staff_id), "starts_at": starts_at.isoformat()},
-        tenant_id=tenant_id)
-
-
-@on("appointment.booked")
-async def close_entries_on_booking(session: AsyncSession, event: OutboxEvent) -> None:
-    """A member who booked that service on that day no longer waits for it."""
-    payload = event.payload
-    store = await session.get(Store, (event.tenant_id, UUID(payload["store_id"])))
-    if store is None:
-        return
-    day = datetime.fromisoformat(payload["starts_at"]).astimezone(ZoneInfo(store.timezone)).date()
-    await session.execute(update(WaitlistEntry).where(
-        WaitlistEntry.tenant_id == event.tenant_id, WaitlistEntry.member_id == UUID(payload["member_id"]),
-        WaitlistEntry.store_id == store.id, WaitlistEntry.service_id == UUID(payload["service_id"]),
-        WaitlistEntry.day == day, WaitlistEntry.status.in_(OPEN_STATUSES),
-    ).values(status="booked", appointment_id=UUID(payload["appointment_id"]), updated_at=utcnow()))
 
 
 @members.merge_mover("waitlist_entries")

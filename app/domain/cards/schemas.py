@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from app.core.schemas import Fen, Strict, Timestamp
+from app.core.schemas import Fen, Name, Strict, Timestamp
 
 Kind = Literal["stored_value", "count", "package", "period"]
 
@@ -18,7 +18,7 @@ class TemplateItemIn(Strict):
 
 
 class CardTemplateCreate(Strict):
-    name: str = Field(min_length=1, max_length=60)
+    name: Name = Field(min_length=1, max_length=60)
     kind: Kind
     price: Fen = Field(ge=0, le=10_000_000_00, description="Sale price, fen")
     items: list[TemplateItemIn] = Field(default_factory=list, max_length=50,

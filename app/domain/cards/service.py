@@ -1,4 +1,7 @@
-"""Cards: templates, issuing, session deduction, stored value, freeze/transfer/extend, expiry.
+"""Cards: issuing, session deduction, stored value, reversal, freeze/transfer/extend, expiry, reading.
+
+Templates (the card products) are in templates.py, what a refund does to a card in refunds.py, and the
+ledger entry and row locks every change uses in ledger.py.
 
 Concurrency: every operation that changes what a card holds first locks the card row (`FOR UPDATE`),
 so two deductions, a deduction and a freeze, or two charges against one card are serialised by
@@ -22,170 +25,31 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.context import current_context
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.core.outbox import emit
+from app.core.events import emit
 from app.core.pagination import PageParams, paginate
-from app.domain.cards.models import (
-    Card,
-    CardItem,
-    CardKind,
-    CardLedgerEntry,
-    CardStatus,
-    CardTemplate,
-    CardTemplateItem,
+from app.core.rows import get_or_404
+from app.domain.cards import templates
+from app.domain.cards.events import (
+    CARD_EXPIRED,
+    CARD_EXPIRING,
+    CARD_ISSUED,
+    CARD_LOW_BALANCE,
+    CARD_SESSIONS_LOW,
+    CARD_TRANSFERRED,
 )
-from app.domain.cards.schemas import (
-    CardItemOut,
-    CardOut,
-    CardTemplateCreate,
-    CardTemplateOut,
-)
-from app.domain.catalog.models import Service
+from app.domain.cards.ledger import card_items, ledger_entry, locked_card
+from app.domain.cards.models import Card, CardItem, CardKind, CardLedgerEntry, CardStatus
+from app.domain.cards.schemas import CardItemOut, CardOut
+from app.domain.cards.templates import MAX_EXTENSION
+from app.domain.catalog import service as catalog
 from app.domain.members import service as members
 from app.domain.members.schemas import TimelineItem
 from app.domain.tenancy import service as tenancy
-from app.domain.tenancy.models import Store
 
 SESSIONS_LOW_AT = 2  # card.sessions_low fires when an item drops to this many or fewer
-DEFAULT_LOW_BALANCE = 10_000  # fen; tenant setting "low_balance_threshold" overrides
+DEFAULT_LOW_BALANCE = 10_000  # fen; the tenant setting low_balance_threshold overrides
 EXPIRING_NOTICE = timedelta(days=7)
-MAX_EXTENSION = timedelta(days=3660)  # the most one extension may add (CardExtend.days)
-
-
-# ---------------------------------------------------------------- templates
-
-
-async def create_template(session: AsyncSession, actor: Actor, data: CardTemplateCreate) -> CardTemplate:
-    actor.require("catalog:write")
-    _check_template(data)
-    service_ids = {i.service_id for i in data.items}
-    if len(service_ids) != len(data.items):
-        raise Unprocessable("items: each service may appear once", code="validation_error", field="items")
-    services = await _services(session, actor.tenant_id, service_ids)
-    missing = service_ids - set(services)
-    if missing:
-        raise Unprocessable(f"items: no such service {sorted(map(str, missing))[0]}", code="validation_error",
-                            field="items")
-    await tenancy.require_stores_exist(session, actor.tenant_id, set(data.usable_store_ids))
-    template = CardTemplate(tenant_id=actor.tenant_id, **data.model_dump(exclude={"items", "usable_store_ids"}),
-                            usable_store_ids=[str(s) for s in data.usable_store_ids])
-    session.add(template)
-    await session.flush()
-    session.add_all(CardTemplateItem(tenant_id=actor.tenant_id, template_id=template.id, **i.model_dump())
-                    for i in data.items)
-    await session.flush()
-    audit.record(session, "card_template.create", "card_template", template.id, after=data.model_dump(mode="json"))
-    return template
-
-
-def _check_template(data: CardTemplateCreate) -> None:
-    def bad(field: str, message: str) -> Unprocessable:
-        return Unprocessable(f"{field}: {message}", code="validation_error", field=field)
-
-    if data.kind == CardKind.STORED_VALUE:
-        if data.items:
-            raise bad("items", "a stored-value card holds money, not sessions")
-        if data.face_value <= 0:
-            raise bad("face_value", "a stored-value card needs a face value")
-        if data.valid_days or data.valid_until:
-            # 单用途商业预付卡管理办法: a card sold to a named member may not expire.
-            raise bad("valid_days", "stored value sold to a named member cannot expire")
-    else:
-        if data.face_value or data.bonus:
-            raise bad("face_value", f"a {data.kind} card holds sessions, not money")
-        if not data.items:
-            raise bad("items", f"a {data.kind} card needs at least one service")
-        if data.kind == CardKind.COUNT and len(data.items) != 1:
-            raise bad("items", "a count card covers exactly one service")
-        if data.kind in (CardKind.COUNT, CardKind.PACKAGE) and any(i.sessions + i.gifted_sessions == 0
-                                                                   for i in data.items) \
-                and not data.shared_pool_sessions:
-            raise bad("items", "every item needs sessions (or the package a shared pool)")
-        if data.kind == CardKind.PERIOD and not (data.valid_days or data.valid_until):
-            raise bad("valid_days", "a period card needs a validity")
-    if data.shared_pool_sessions and data.kind != CardKind.PACKAGE:
-        raise bad("shared_pool_sessions", "only package cards have a shared pool")
-    if data.daily_cap and data.kind != CardKind.PERIOD:
-        raise bad("daily_cap", "only period cards have a daily cap")
-    if data.valid_days and data.valid_until:
-        raise bad("valid_until", "give valid_days or valid_until, not both")
-    # The same bound as an extension: a card that never really ends is not a fixed end date, and the
-    # date arithmetic of freezes and extensions must stay within the calendar.
-    if data.valid_until and not utcnow().date() <= data.valid_until <= utcnow().date() + MAX_EXTENSION:
-        raise bad("valid_until", f"must be between today and {MAX_EXTENSION.days} days ahead")
-
-
-async def _services(session: AsyncSession, tenant_id: UUID, ids: set[UUID]) -> dict[UUID, Service]:
-    if not ids:
-        return {}
-    rows = (await session.exec(select(Service).where(Service.tenant_id == tenant_id, Service.id.in_(ids)))).all()
-    return {s.id: s for s in rows}
-
-
-async def _template_items(session: AsyncSession, tenant_id: UUID, template_id: UUID) -> list[CardTemplateItem]:
-    stmt = select(CardTemplateItem).where(CardTemplateItem.tenant_id == tenant_id,
-                                          CardTemplateItem.template_id == template_id).order_by(CardTemplateItem.id)
-    return list((await session.exec(stmt)).all())
-
-
-async def present_template(session: AsyncSession, template: CardTemplate) -> CardTemplateOut:
-    items = await _template_items(session, template.tenant_id, template.id)
-    return CardTemplateOut(
-        **template.model_dump(exclude={"usable_store_ids", "tenant_id", "created_at", "description"}),
-        usable_store_ids=[UUID(s) for s in template.usable_store_ids],
-        items=[{"service_id": str(i.service_id), "sessions": i.sessions, "gifted_sessions": i.gifted_sessions}
-               for i in items])
-
-
-async def get_template(session: AsyncSession, actor: Actor, template_id: UUID) -> CardTemplate:
-    if actor.kind != "patient":
-        actor.require("cards:read")
-    template = await session.get(CardTemplate, (actor.tenant_id, template_id))
-    if template is None:
-        raise NotFound("card template not found", code="card_template_not_found")
-    return template
-
-
-async def list_templates(session: AsyncSession, actor: Actor, params: PageParams, *, active: bool | None = True):
-    if actor.kind != "patient":
-        actor.require("cards:read")
-    stmt = select(CardTemplate).where(CardTemplate.tenant_id == actor.tenant_id)
-    if active is not None:
-        stmt = stmt.where(CardTemplate.active == active)
-    return await paginate(session, stmt, CardTemplate.id, params)
-
-
-# ---------------------------------------------------------------- ledger writing
-
-
-def _entry(card: Card, kind: str, *, item: CardItem | None = None, sessions: int = 0, principal: int = 0,
-           bonus: int = 0, member_id: UUID | None = None, store_id: UUID | None = None, reason: str | None = None,
-           ref_type: str | None = None, ref_id: Any = None, reverses_id: UUID | None = None,
-           details: dict[str, Any] | None = None) -> CardLedgerEntry:
-    ctx = current_context()
-    return CardLedgerEntry(
-        tenant_id=card.tenant_id, card_id=card.id, kind=kind, card_item_id=item.id if item else None,
-        sessions_delta=sessions, principal_delta=principal, bonus_delta=bonus,
-        member_id=member_id or card.member_id, store_id=store_id, actor_type=ctx.actor_type, actor_id=ctx.actor_id,
-        reason=reason, ref_type=ref_type, ref_id=None if ref_id is None else str(ref_id), reverses_id=reverses_id,
-        details=details or {},
-    )
-
-
-async def _locked_card(session: AsyncSession, actor: Actor, card_id: UUID) -> Card:
-    card = await session.get(Card, (actor.tenant_id, card_id), with_for_update=True, populate_existing=True)
-    if card is None:
-        raise NotFound("card not found", code="card_not_found")
-    return card
-
-
-async def _items(session: AsyncSession, card: Card, *, lock: bool = False) -> list[CardItem]:
-    stmt = select(CardItem).where(CardItem.tenant_id == card.tenant_id, CardItem.card_id == card.id)
-    stmt = stmt.order_by(CardItem.id).execution_options(populate_existing=True)
-    if lock:
-        stmt = stmt.with_for_update()
-    return list((await session.exec(stmt)).all())
 
 
 # ---------------------------------------------------------------- issuing
@@ -217,13 +81,13 @@ async def issue_card(session: AsyncSession, actor: Actor, *, member_id: UUID, te
             raise Unprocessable("reason: a card issued without an order needs a reason", code="validation_error",
                                 field="reason")
     actor.require_store(store_id)
-    template = await get_template(session, actor, template_id)
+    template = await templates.get_template(session, actor, template_id)
     if not template.active:
         raise Conflict("this card template is no longer sold", code="card_template_inactive")
     member = await members.get_member_row(session, actor, member_id)
     if member.status != "active":
         raise Conflict(f"member is {member.status}", code="member_inactive")
-    store = await session.get(Store, (actor.tenant_id, store_id))
+    store = await tenancy.store_row(session, actor.tenant_id, store_id)
     if store is None:
         raise NotFound("store not found", code="store_not_found")
     price = template.price if price_paid is None and order_id is not None else (price_paid or 0)
@@ -233,8 +97,8 @@ async def issue_card(session: AsyncSession, actor: Actor, *, member_id: UUID, te
         expires_at = now + timedelta(days=template.valid_days)
     elif template.valid_until:
         expires_at = datetime.combine(template.valid_until, datetime.max.time(), ZoneInfo(store.timezone))
-    template_items = await _template_items(session, actor.tenant_id, template.id)
-    services = await _services(session, actor.tenant_id, {i.service_id for i in template_items})
+    template_items = await templates.template_items(session, actor.tenant_id, template.id)
+    services = await catalog.services_by_id(session, actor.tenant_id, {i.service_id for i in template_items})
     card = Card(
         tenant_id=actor.tenant_id, template_id=template.id, member_id=member.id, store_id=store_id,
         name=template.name, kind=template.kind, price_paid=price, starts_at=now, expires_at=expires_at,
@@ -251,8 +115,8 @@ async def issue_card(session: AsyncSession, actor: Actor, *, member_id: UUID, te
         principal = template.face_value if principal_override is None else principal_override
         bonus = template.bonus if bonus_override is None else bonus_override
         card.principal_balance, card.bonus_balance = principal, bonus
-        entries.append(_entry(card, "issue", principal=principal, bonus=bonus, store_id=store_id, reason=reason,
-                              ref_type="order" if order_id else "manual", ref_id=order_id))
+        entries.append(ledger_entry(card, "issue", principal=principal, bonus=bonus, store_id=store_id, reason=reason,
+                                    ref_type="order" if order_id else "manual", ref_id=order_id))
     else:
         items = [CardItem(tenant_id=card.tenant_id, card_id=card.id, service_id=ti.service_id,
                           sessions_total=0 if template.kind == CardKind.PERIOD else ti.sessions + ti.gifted_sessions,
@@ -271,14 +135,14 @@ async def issue_card(session: AsyncSession, actor: Actor, *, member_id: UUID, te
         session.add_all(items)
         await session.flush()
         for item in items:
-            entries.append(_entry(card, "issue", item=item, sessions=item.sessions_total, store_id=store_id,
-                                  reason=reason, ref_type="order" if order_id else "manual", ref_id=order_id))
+            entries.append(ledger_entry(card, "issue", item=item, sessions=item.sessions_total, store_id=store_id,
+                                        reason=reason, ref_type="order" if order_id else "manual", ref_id=order_id))
     session.add(card)
     session.add_all(entries)
     await session.flush()
     audit.record(session, "card.issue", "card", card.id, member=str(member.id), template=str(template.id),
                  price_paid=price, order=str(order_id) if order_id else None, reason=reason)
-    await emit(session, "card.issued", {"card_id": str(card.id), "member_id": str(member.id),
+    await emit(session, CARD_ISSUED, {"card_id": str(card.id), "member_id": str(member.id),
                                         "kind": card.kind, "price_paid": price})
     return card
 
@@ -316,11 +180,11 @@ async def _require_usable(session: AsyncSession, actor: Actor, card: Card, membe
 async def deduct_session(session: AsyncSession, actor: Actor, card_id: UUID, *, service_id: UUID, member_id: UUID,
                          store_id: UUID, ref_type: str, ref_id: Any, reason: str | None = None) -> SessionDeduction:
     """Use one session of `service_id` from the card (a period card records the use, within its daily cap)."""
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     await _require_usable(session, actor, card, member_id, store_id)
     if card.kind == CardKind.STORED_VALUE:
         raise Conflict("a stored-value card pays at checkout; it holds no sessions", code="card_kind_mismatch")
-    items = await _items(session, card, lock=True)
+    items = await card_items(session, card, lock=True)
     own = next((i for i in items if i.service_id == service_id), None)
     pool = next((i for i in items if i.service_id is None), None)
     pool_ok = pool is not None and str(service_id) in card.terms.get("pool_service_ids", [])
@@ -337,15 +201,15 @@ async def deduct_session(session: AsyncSession, actor: Actor, card_id: UUID, *, 
         raise Conflict("no session of this service is left on the card", code="no_sessions_left")
     item.remaining += sessions
     session.add(item)
-    entry = _entry(card, "deduct", item=item, sessions=sessions, member_id=member_id, store_id=store_id,
-                   reason=reason, ref_type=ref_type, ref_id=ref_id, details={"service_id": str(service_id)})
+    entry = ledger_entry(card, "deduct", item=item, sessions=sessions, member_id=member_id, store_id=store_id,
+                         reason=reason, ref_type=ref_type, ref_id=ref_id, details={"service_id": str(service_id)})
     session.add(entry)
     if card.kind != CardKind.PERIOD and all(i.remaining == 0 for i in items):
         card.status = CardStatus.EXHAUSTED
         session.add(card)
     await session.flush()
     if card.kind != CardKind.PERIOD and item.remaining <= SESSIONS_LOW_AT:
-        await emit(session, "card.sessions_low", {
+        await emit(session, CARD_SESSIONS_LOW, {
             "card_id": str(card.id), "member_id": str(card.member_id), "service_id": str(service_id),
             "remaining": item.remaining, "total_remaining": sum(i.remaining for i in items)})
     return SessionDeduction(entry=entry, item=item, remaining=item.remaining, unit_value=item.unit_value)
@@ -355,8 +219,7 @@ async def _check_daily_cap(session: AsyncSession, card: Card, store_id: UUID) ->
     cap = card.terms.get("daily_cap")
     if not cap:
         return
-    store = await session.get(Store, (card.tenant_id, store_id))
-    zone = ZoneInfo(store.timezone if store else "Asia/Shanghai")
+    zone = tenancy.store_zone(await tenancy.store_row(session, card.tenant_id, store_id))
     day_start = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     reversed_ids = sa_select(CardLedgerEntry.reverses_id).where(
         CardLedgerEntry.tenant_id == card.tenant_id, CardLedgerEntry.card_id == card.id,
@@ -393,7 +256,7 @@ async def charge_value(session: AsyncSession, actor: Actor, card_id: UUID, *, am
     """Pay `amount` fen from a stored-value card, principal and bonus per the card's spend order."""
     if amount <= 0:
         raise Unprocessable("amount must be positive", code="validation_error", field="amount")
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.kind != CardKind.STORED_VALUE:
         raise Conflict("only a stored-value card pays money", code="card_kind_mismatch")
     await _require_usable(session, actor, card, member_id, store_id)
@@ -405,28 +268,27 @@ async def charge_value(session: AsyncSession, actor: Actor, card_id: UUID, *, am
                               card.terms.get("spend_order", "principal_first"))
     card.principal_balance -= principal
     card.bonus_balance -= bonus
-    entry = _entry(card, "charge", principal=-principal, bonus=-bonus, member_id=member_id, store_id=store_id,
-                   ref_type=ref_type, ref_id=ref_id)
+    entry = ledger_entry(card, "charge", principal=-principal, bonus=-bonus, member_id=member_id, store_id=store_id,
+                         ref_type=ref_type, ref_id=ref_id)
     session.add_all([card, entry])
     await session.flush()
     threshold = await _low_balance_threshold(session, card.tenant_id)
     if available >= threshold > card.principal_balance + card.bonus_balance:
-        await emit(session, "card.low_balance", {"card_id": str(card.id), "member_id": str(card.member_id),
+        await emit(session, CARD_LOW_BALANCE, {"card_id": str(card.id), "member_id": str(card.member_id),
                                                  "balance": card.principal_balance + card.bonus_balance})
     return ValueCharge(entry=entry, principal=principal, bonus=bonus)
 
 
 async def _low_balance_threshold(session: AsyncSession, tenant_id: UUID) -> int:
-    tenant = await session.get(tenancy.Tenant, tenant_id)
-    value = (tenant.settings or {}).get("low_balance_threshold") if tenant else None
-    return value if isinstance(value, int) else DEFAULT_LOW_BALANCE
+    value = (await tenancy.tenant_settings(session, tenant_id)).low_balance_threshold
+    return DEFAULT_LOW_BALANCE if value is None else value
 
 
 async def top_up(session: AsyncSession, actor: Actor, card_id: UUID, *, principal: int, bonus: int,
                  store_id: UUID, ref_type: str, ref_id: Any) -> CardLedgerEntry:
     if principal <= 0 or bonus < 0:
         raise Unprocessable("a top-up adds a positive principal", code="validation_error", field="amount")
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.kind != CardKind.STORED_VALUE:
         raise Conflict("only a stored-value card can be topped up", code="card_kind_mismatch")
     if card.status not in (CardStatus.ACTIVE, CardStatus.EXHAUSTED):
@@ -434,8 +296,8 @@ async def top_up(session: AsyncSession, actor: Actor, card_id: UUID, *, principa
     card.principal_balance += principal
     card.bonus_balance += bonus
     card.status = CardStatus.ACTIVE
-    entry = _entry(card, "top_up", principal=principal, bonus=bonus, store_id=store_id, ref_type=ref_type,
-                   ref_id=ref_id)
+    entry = ledger_entry(card, "top_up", principal=principal, bonus=bonus, store_id=store_id, ref_type=ref_type,
+                         ref_id=ref_id)
     session.add_all([card, entry])
     await session.flush()
     audit.record(session, "card.top_up", "card", card.id, principal=principal, bonus=bonus, ref=str(ref_id))
@@ -459,8 +321,8 @@ async def reverse_ref(session: AsyncSession, actor: Actor, ref_type: str, ref_id
     originals = list((await session.exec(stmt)).all())
     out = []
     for card_id in sorted({e.card_id for e in originals}, key=str):  # lock cards in one order
-        card = await _locked_card(session, actor, card_id)
-        items = {i.id: i for i in await _items(session, card, lock=True)}
+        card = await locked_card(session, actor, card_id)
+        items = {i.id: i for i in await card_items(session, card, lock=True)}
         for original in (e for e in originals if e.card_id == card_id):
             out.append(_reverse_entry(card, items, original, reason))
         if card.status == CardStatus.EXHAUSTED and any(i.remaining > 0 for i in items.values()):
@@ -482,102 +344,11 @@ def _reverse_entry(card: Card, items: dict[UUID, CardItem], original: CardLedger
         if item.remaining - original.sessions_delta < 0:
             raise Conflict("the sessions this entry added were already used", code="sessions_already_used")
         item.remaining -= original.sessions_delta
-    return _entry(card, "reverse", item=item, sessions=-original.sessions_delta, principal=-original.principal_delta,
-                  bonus=-original.bonus_delta, member_id=original.member_id, store_id=original.store_id,
-                  reason=reason, ref_type=original.ref_type, ref_id=original.ref_id, reverses_id=original.id,
-                  details={"reversed_kind": original.kind})
-
-
-# ---------------------------------------------------------------- refunds (called by checkout)
-
-
-@dataclass
-class RefundQuote:
-    """What a card still holds that a refund of its sale could take back."""
-
-    kind: str
-    status: str
-    untouched: bool  # nothing used since it was issued (sessions or a period card's uses)
-    unused_value: int  # session cards: remaining sessions x their unit value, fen
-    principal_balance: int
-    bonus_balance: int
-    issued_principal: int  # stored value credited when the card was issued
-    issued_bonus: int
-
-
-async def refund_quote(session: AsyncSession, actor: Actor, card_id: UUID) -> RefundQuote:
-    card = await session.get(Card, (actor.tenant_id, card_id), populate_existing=True)
-    if card is None:
-        raise NotFound("card not found", code="card_not_found")
-    items = await _items(session, card)
-    rows = (await session.execute(sa_select(CardLedgerEntry.kind, func.sum(CardLedgerEntry.principal_delta),
-                                            func.sum(CardLedgerEntry.bonus_delta), func.count())
-                                  .where(CardLedgerEntry.tenant_id == actor.tenant_id,
-                                         CardLedgerEntry.card_id == card.id,
-                                         CardLedgerEntry.kind.in_(("issue", "deduct")))
-                                  .group_by(CardLedgerEntry.kind))).all()
-    by_kind = {kind: (principal or 0, bonus or 0, count) for kind, principal, bonus, count in rows}
-    untouched = all(i.remaining == i.sessions_total for i in items) and "deduct" not in by_kind
-    return RefundQuote(kind=card.kind, status=card.status, untouched=untouched,
-                       unused_value=sum(i.remaining * i.unit_value for i in items),
-                       principal_balance=card.principal_balance, bonus_balance=card.bonus_balance,
-                       issued_principal=by_kind.get("issue", (0, 0, 0))[0],
-                       issued_bonus=by_kind.get("issue", (0, 0, 0))[1])
-
-
-async def refund_value(session: AsyncSession, actor: Actor, card_id: UUID, *, principal: int, bonus: int,
-                       store_id: UUID | None, ref_type: str, ref_id: Any, reason: str,
-                       details: dict[str, Any] | None = None) -> CardLedgerEntry:
-    """Move stored value for a refund (ledger kind `refund`): positive amounts go back to the card (a
-    stored-value tender refunded: principal and bonus as they were charged; bonus is never paid out in
-    cash), negative ones leave it (a top-up or a stored-value card sale refunded). 409
-    `insufficient_balance` when the card no longer holds what is taken out."""
-    if principal == 0 and bonus == 0:
-        raise Unprocessable("a refund moves some value", code="validation_error", field="amount")
-    card = await _locked_card(session, actor, card_id)
-    if card.kind != CardKind.STORED_VALUE:
-        raise Conflict("only a stored-value card holds money", code="card_kind_mismatch")
-    if card.principal_balance + principal < 0 or card.bonus_balance + bonus < 0:
-        raise Conflict("the card no longer holds the value this refund takes back", code="insufficient_balance",
-                       principal_balance=card.principal_balance, bonus_balance=card.bonus_balance)
-    card.principal_balance += principal
-    card.bonus_balance += bonus
-    if card.status == CardStatus.EXHAUSTED and card.principal_balance + card.bonus_balance > 0:
-        card.status = CardStatus.ACTIVE
-    entry = _entry(card, "refund", principal=principal, bonus=bonus, store_id=store_id, reason=reason,
-                   ref_type=ref_type, ref_id=ref_id, details=details)
-    session.add_all([card, entry])
-    await session.flush()
-    return entry
-
-
-async def close_for_refund(session: AsyncSession, actor: Actor, card_id: UUID, *, store_id: UUID | None,
-                           ref_type: str, ref_id: Any, reason: str) -> list[CardLedgerEntry]:
-    """A session card whose sale is refunded: its remaining sessions are written off (ledger kind
-    `refund`, one entry per item; one entry without sessions for a period card) and the card is closed."""
-    card = await _locked_card(session, actor, card_id)
-    if card.kind == CardKind.STORED_VALUE:
-        raise Conflict("a stored-value card is refunded by value", code="card_kind_mismatch")
-    if card.status == CardStatus.CLOSED:
-        raise Conflict("this card was closed already", code="card_closed")
-    entries = []
-    for item in await _items(session, card, lock=True):
-        if item.remaining:
-            entries.append(_entry(card, "refund", item=item, sessions=-item.remaining, store_id=store_id,
-                                  reason=reason, ref_type=ref_type, ref_id=ref_id,
-                                  details={"unit_value": item.unit_value}))
-            item.remaining = 0
-            session.add(item)
-    if not entries:
-        entries.append(_entry(card, "refund", store_id=store_id, reason=reason, ref_type=ref_type, ref_id=ref_id))
-    card.status = CardStatus.CLOSED
-    session.add(card)
-    session.add_all(entries)
-    await session.flush()
-    audit.record(session, "card.close_for_refund", "card", card.id, ref=f"{ref_type}:{ref_id}", reason=reason)
-    await emit(session, "card.closed", {"card_id": str(card.id), "member_id": str(card.member_id),
-                                        "reason": "refund"})
-    return entries
+    return ledger_entry(card, "reverse", item=item, sessions=-original.sessions_delta,
+                        principal=-original.principal_delta, bonus=-original.bonus_delta,
+                        member_id=original.member_id, store_id=original.store_id, reason=reason,
+                        ref_type=original.ref_type, ref_id=original.ref_id, reverses_id=original.id,
+                        details={"reversed_kind": original.kind})
 
 
 # ---------------------------------------------------------------- freeze, transfer, extend, expiry
@@ -585,11 +356,11 @@ async def close_for_refund(session: AsyncSession, actor: Actor, card_id: UUID, *
 
 async def freeze(session: AsyncSession, actor: Actor, card_id: UUID, reason: str) -> Card:
     actor.require("cards:adjust")
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.status != CardStatus.ACTIVE:
         raise Conflict(f"only an active card can be frozen; this one is {card.status}", code="card_not_active")
     card.status, card.frozen_at = CardStatus.FROZEN, utcnow()
-    session.add_all([card, _entry(card, "freeze", reason=reason)])
+    session.add_all([card, ledger_entry(card, "freeze", reason=reason)])
     await session.flush()
     audit.record(session, "card.freeze", "card", card.id, reason=reason)
     return card
@@ -598,7 +369,7 @@ async def freeze(session: AsyncSession, actor: Actor, card_id: UUID, reason: str
 async def unfreeze(session: AsyncSession, actor: Actor, card_id: UUID, reason: str) -> Card:
     """Thaw the card; its expiry moves out by the time it was frozen (validity was paused)."""
     actor.require("cards:adjust")
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.status != CardStatus.FROZEN:
         raise Conflict("this card is not frozen", code="card_not_frozen")
     paused = utcnow() - card.frozen_at
@@ -606,10 +377,10 @@ async def unfreeze(session: AsyncSession, actor: Actor, card_id: UUID, reason: s
     if card.expires_at is not None:
         card.expires_at += paused
         _rearm_expiring_notice(card)
-    items = await _items(session, card)
+    items = await card_items(session, card)
     has_left = card.kind in (CardKind.STORED_VALUE, CardKind.PERIOD) or any(i.remaining for i in items)
     card.status, card.frozen_at = CardStatus.ACTIVE if has_left else CardStatus.EXHAUSTED, None
-    session.add_all([card, _entry(card, "unfreeze", reason=reason, details={
+    session.add_all([card, ledger_entry(card, "unfreeze", reason=reason, details={
         "paused_seconds": int(paused.total_seconds()),
         "expires_at": {"from": old_expiry.isoformat() if old_expiry else None,
                        "to": card.expires_at.isoformat() if card.expires_at else None}})])
@@ -620,7 +391,7 @@ async def unfreeze(session: AsyncSession, actor: Actor, card_id: UUID, reason: s
 
 async def transfer(session: AsyncSession, actor: Actor, card_id: UUID, to_member_id: UUID, reason: str) -> Card:
     actor.require("cards:adjust")
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if not card.terms.get("transferable", True):
         raise Conflict("this card's terms do not allow transfer", code="card_not_transferable")
     if card.status != CardStatus.ACTIVE:
@@ -633,12 +404,12 @@ async def transfer(session: AsyncSession, actor: Actor, card_id: UUID, to_member
         raise Conflict(f"member is {target.status}", code="member_inactive")
     previous = card.member_id
     card.member_id = target.id
-    session.add_all([card, _entry(card, "transfer", member_id=target.id, reason=reason,
-                                  details={"from_member_id": str(previous), "to_member_id": str(target.id)})])
+    session.add_all([card, ledger_entry(card, "transfer", member_id=target.id, reason=reason,
+                                        details={"from_member_id": str(previous), "to_member_id": str(target.id)})])
     await session.flush()
     audit.record(session, "card.transfer", "card", card.id, from_member=str(previous), to_member=str(target.id),
                  reason=reason)
-    await emit(session, "card.transferred", {"card_id": str(card.id), "from_member_id": str(previous),
+    await emit(session, CARD_TRANSFERRED, {"card_id": str(card.id), "from_member_id": str(previous),
                                              "to_member_id": str(target.id)})
     return card
 
@@ -649,7 +420,7 @@ async def extend(session: AsyncSession, actor: Actor, card_id: UUID, *, days: in
     actor.require("cards:adjust")
     if (days is None) == (until is None):
         raise Unprocessable("give days or until", code="validation_error", field="days")
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.expires_at is None:
         raise Conflict("this card does not expire", code="card_no_expiry")
     base = max(card.expires_at, utcnow())
@@ -664,13 +435,13 @@ async def extend(session: AsyncSession, actor: Actor, card_id: UUID, *, days: in
     if card.status == CardStatus.EXPIRED:
         # Give back the sessions the expiry wrote off (this reloads the card, so it comes first).
         await reverse_ref(session, actor, "expiry", card.id, reason)
-        items = await _items(session, card)
+        items = await card_items(session, card)
         card.status = CardStatus.ACTIVE if card.kind == CardKind.PERIOD or any(i.remaining for i in items) \
             else CardStatus.EXHAUSTED
     old = card.expires_at
     card.expires_at = new_expiry
     _rearm_expiring_notice(card)
-    session.add_all([card, _entry(card, "extend", reason=reason, details={
+    session.add_all([card, ledger_entry(card, "extend", reason=reason, details={
         "from": old.isoformat(), "to": new_expiry.isoformat()})])
     await session.flush()
     audit.record(session, "card.extend", "card", card.id, reason=reason, expires_from=old.isoformat(),
@@ -686,32 +457,33 @@ def _rearm_expiring_notice(card: Card) -> None:
 
 async def expire_card(session: AsyncSession, actor: Actor, card_id: UUID) -> bool:
     """Expire one due card: its remaining sessions are written off by ledger entries (breakage)."""
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.status not in (CardStatus.ACTIVE, CardStatus.EXHAUSTED) or card.expires_at is None \
             or card.expires_at > utcnow():
         return False
     entries = []
-    for item in await _items(session, card, lock=True):
+    for item in await card_items(session, card, lock=True):
         if item.remaining:
-            entries.append(_entry(card, "expire", item=item, sessions=-item.remaining, ref_type="expiry",
-                                  ref_id=card.id, reason="validity ended"))
+            entries.append(ledger_entry(card, "expire", item=item, sessions=-item.remaining, ref_type="expiry",
+                                        ref_id=card.id, reason="validity ended"))
             item.remaining = 0
             session.add(item)
     card.status = CardStatus.EXPIRED
     session.add(card)
-    session.add_all(entries or [_entry(card, "expire", ref_type="expiry", ref_id=card.id, reason="validity ended")])
+    session.add_all(entries or [ledger_entry(card, "expire", ref_type="expiry", ref_id=card.id,
+                                             reason="validity ended")])
     await session.flush()
-    await emit(session, "card.expired", {"card_id": str(card.id), "member_id": str(card.member_id)})
+    await emit(session, CARD_EXPIRED, {"card_id": str(card.id), "member_id": str(card.member_id)})
     return True
 
 
 async def notify_expiring(session: AsyncSession, actor: Actor, card_id: UUID) -> bool:
-    card = await _locked_card(session, actor, card_id)
+    card = await locked_card(session, actor, card_id)
     if card.expiring_notified_at is not None or card.status != CardStatus.ACTIVE or card.expires_at is None:
         return False
     card.expiring_notified_at = utcnow()
     session.add(card)
-    await emit(session, "card.expiring", {"card_id": str(card.id), "member_id": str(card.member_id),
+    await emit(session, CARD_EXPIRING, {"card_id": str(card.id), "member_id": str(card.member_id),
                                           "expires_at": card.expires_at.isoformat()})
     return True
 
@@ -720,7 +492,7 @@ async def notify_expiring(session: AsyncSession, actor: Actor, card_id: UUID) ->
 
 
 async def present(session: AsyncSession, card: Card) -> CardOut:
-    items = await _items(session, card)
+    items = await card_items(session, card)
     return CardOut(
         id=card.id, template_id=card.template_id, member_id=card.member_id, name=card.name, kind=card.kind,
         status=card.status, price_paid=card.price_paid, balance=card.principal_balance + card.bonus_balance,
@@ -735,9 +507,7 @@ async def present(session: AsyncSession, card: Card) -> CardOut:
 async def get_card(session: AsyncSession, actor: Actor, card_id: UUID) -> Card:
     if actor.kind != "patient":
         actor.require("cards:read")
-    card = await session.get(Card, (actor.tenant_id, card_id))
-    if card is None:
-        raise NotFound("card not found", code="card_not_found")
+    card = await get_or_404(session, Card, actor.tenant_id, card_id, code="card_not_found")
     if actor.kind == "patient":
         await members.get_member_row(session, actor, card.member_id)  # 404 unless theirs or their family's
     return card
@@ -813,3 +583,57 @@ async def _move_cards(session: AsyncSession, tenant_id: UUID, duplicate_id: UUID
     moved = await session.execute(text("UPDATE cards SET member_id = :s WHERE tenant_id = :t AND member_id = :d"),
                                   {"t": tenant_id, "s": survivor_id, "d": duplicate_id})
     return {"cards": moved.rowcount}
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read this one only through the functions below (never its models, never raw SQL on its tables).
+
+
+async def stored_value_total(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> int:
+    """What the member holds on their active stored-value cards (principal + bonus, fen); no permission check."""
+    total = (await session.execute(
+        sa_select(func.coalesce(func.sum(Card.principal_balance + Card.bonus_balance), 0))
+        .where(Card.tenant_id == tenant_id, Card.member_id == member_id, Card.kind == CardKind.STORED_VALUE,
+               Card.status == CardStatus.ACTIVE))).scalar_one()
+    return int(total)
+
+
+@dataclass(frozen=True)
+class CardConsumption:
+    """What one store's card ledger released of deferred revenue (预收款) in a time range."""
+
+    sessions: int  # sessions deducted, net of reversals
+    sessions_value: int  # fen: those sessions × their item's unit value
+    principal_charged: int  # fen of stored-value principal charged, net of reversals and tender refunds
+    bonus_charged: int  # fen of bonus charged, likewise (never paid for, so reported apart)
+    card_refunds: int  # fen: refunded card and top-up lines (sessions written off × unit value, principal out)
+
+
+_CONSUMPTION = text("""
+    SELECT COALESCE(sum(-l.sessions_delta * i.unit_value) FILTER (
+               WHERE l.kind = 'deduct' OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'deduct')), 0)
+               AS sessions_value,
+           COALESCE(sum(-l.sessions_delta) FILTER (
+               WHERE l.kind = 'deduct' OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'deduct')), 0)
+               AS sessions,
+           COALESCE(sum(-l.principal_delta) FILTER (WHERE l.kind = 'charge'
+               OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'charge')
+               OR (l.kind = 'refund' AND l.details ->> 'purpose' = 'tender')), 0) AS principal_charged,
+           COALESCE(sum(-l.bonus_delta) FILTER (WHERE l.kind = 'charge'
+               OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'charge')
+               OR (l.kind = 'refund' AND l.details ->> 'purpose' = 'tender')), 0) AS bonus_charged,
+           COALESCE(sum(-l.sessions_delta * i.unit_value) FILTER (WHERE l.kind = 'refund'), 0)
+             + COALESCE(sum(-l.principal_delta) FILTER (
+                   WHERE l.kind = 'refund' AND l.details ->> 'purpose' = 'goods'), 0) AS card_refunds
+      FROM card_ledger l LEFT JOIN card_items i ON i.tenant_id = l.tenant_id AND i.id = l.card_item_id
+     WHERE l.tenant_id = :t AND l.store_id = :s AND l.created_at >= :a AND l.created_at < :b
+""")
+
+
+async def card_consumption(session: AsyncSession, tenant_id: UUID, store_id: UUID, starts: datetime,
+                           ends: datetime) -> CardConsumption:
+    """The store's card consumption in [starts, ends) from the card ledger (checkout's daily close)."""
+    row = (await session.execute(_CONSUMPTION, {"t": tenant_id, "s": store_id, "a": starts, "b": ends})).one()
+    return CardConsumption(sessions=row.sessions, sessions_value=row.sessions_value,
+                           principal_charged=row.principal_charged, bonus_charged=row.bonus_charged,
+                           card_refunds=row.card_refunds)

@@ -7,12 +7,12 @@ configured yet, or the member gave no subscription consent) or, through an AppEr
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import clock
@@ -20,9 +20,15 @@ from app.core.actor import Actor
 from app.core.errors import AppError
 from app.domain.care.models import AutomationRule, RuleRun, Task, TaskStatus
 from app.domain.care.schemas import Action, ChangeTag, CreateTask, IssueCoupon, SendMessage
-from app.domain.iam.models import Role, Staff, StaffRole, StaffStore
-from app.domain.members.models import Member
-from app.domain.tenancy.models import Store
+from app.domain.iam import service as iam
+from app.domain.loyalty import service as loyalty
+from app.domain.members import service as members
+from app.domain.members.schemas import TagChange
+from app.domain.messaging import service as messaging
+from app.domain.tenancy import service as tenancy
+
+if TYPE_CHECKING:
+    from app.domain.members.models import Member
 
 
 class _SafeVars(dict):
@@ -33,8 +39,8 @@ class _SafeVars(dict):
 async def variables_for(session: AsyncSession, run: RuleRun, member: Member | None) -> dict[str, Any]:
     """What a message template or task title may use: the member, the store, and the cause's details."""
     payload = run.context.get("payload", {})
-    store = await session.get(Store, (run.tenant_id, run.store_id)) if run.store_id else None
-    zone = ZoneInfo(store.timezone if store else "Asia/Shanghai")
+    store = await tenancy.store_row(session, run.tenant_id, run.store_id) if run.store_id else None
+    zone = tenancy.store_zone(store)
     values: dict[str, Any] = {k: v for k, v in payload.items() if isinstance(v, str | int | float) and v is not None}
     values["member_name"] = member.name if member else ""
     values["store_name"] = store.name if store else ""
@@ -51,34 +57,24 @@ async def variables_for(session: AsyncSession, run: RuleRun, member: Member | No
 async def _least_busy(session: AsyncSession, tenant_id: UUID, role: str, store_id: UUID | None) -> UUID | None:
     """An active staff member with the role — in the store when anyone there has it — with the fewest
     open tasks, so rule-made work spreads over the team."""
-    open_tasks = (select(func.count()).select_from(Task).where(
-        Task.tenant_id == tenant_id, Task.assignee_id == Staff.id, Task.status == TaskStatus.OPEN)
-        .correlate(Staff).scalar_subquery())
-    base = (select(Staff.id).join(StaffRole, and_(StaffRole.tenant_id == Staff.tenant_id,
-                                                  StaffRole.staff_id == Staff.id))
-            .join(Role, and_(Role.tenant_id == StaffRole.tenant_id, Role.id == StaffRole.role_id))
-            .where(Staff.tenant_id == tenant_id, Staff.active, Role.name == role)
-            .order_by(open_tasks, Staff.id).limit(1))
-    if store_id is not None:
-        here = (await session.execute(base.join(StaffStore, and_(
-            StaffStore.tenant_id == Staff.tenant_id, StaffStore.staff_id == Staff.id,
-            StaffStore.store_id == store_id)))).scalar_one_or_none()
-        if here is not None:
-            return here
-    return (await session.execute(base)).scalar_one_or_none()
-
-
-async def _active_staff(session: AsyncSession, tenant_id: UUID, staff_id: Any) -> UUID | None:
-    if not staff_id:
+    holders = await iam.active_staff_with_role(session, tenant_id, role, store_id=store_id) if store_id else []
+    if not holders:
+        holders = await iam.active_staff_with_role(session, tenant_id, role)
+    if not holders:
         return None
-    staff = await session.get(Staff, (tenant_id, UUID(str(staff_id))))
-    return staff.id if staff is not None and staff.active else None
+    open_tasks = dict((await session.execute(
+        select(Task.assignee_id, func.count()).where(Task.tenant_id == tenant_id, Task.assignee_id.in_(holders),
+                                                     Task.status == TaskStatus.OPEN)
+        .group_by(Task.assignee_id))).all())
+    return min(holders, key=lambda staff_id: (open_tasks.get(staff_id, 0), staff_id))
 
 
-async def _has_role(session: AsyncSession, tenant_id: UUID, staff_id: UUID, role: str) -> bool:
-    return (await session.execute(select(Role.id).join(StaffRole, and_(
-        StaffRole.tenant_id == Role.tenant_id, StaffRole.role_id == Role.id)).where(
-        Role.tenant_id == tenant_id, StaffRole.staff_id == staff_id, Role.name == role))).first() is not None
+async def _active_staff(session: AsyncSession, tenant_id: UUID, raw_id: Any) -> UUID | None:
+    """The staff member's id when they are active (`raw_id` may be a payload's string)."""
+    if not raw_id:
+        return None
+    staff_id = UUID(str(raw_id))
+    return staff_id if staff_id in await iam.active_staff_ids(session, tenant_id, {staff_id}) else None
 
 
 async def resolve_assignee(session: AsyncSession, run: RuleRun, member: Member | None, assignee: str) -> UUID | None:
@@ -91,7 +87,7 @@ async def resolve_assignee(session: AsyncSession, run: RuleRun, member: Member |
     if assignee == "owner":
         chosen = owner
     elif assignee == "consultant":
-        if owner is not None and await _has_role(session, tenant_id, owner, "consultant"):
+        if owner is not None and owner in await iam.active_staff_with_role(session, tenant_id, "consultant"):
             chosen = owner
         else:
             chosen = await _least_busy(session, tenant_id, "consultant", run.store_id)
@@ -102,22 +98,21 @@ async def resolve_assignee(session: AsyncSession, run: RuleRun, member: Member |
     return chosen or owner or await _least_busy(session, tenant_id, "store_manager", run.store_id)
 
 
-def messaging_sender():
-    """messaging.send_template (a seam, so tests can watch what the engine asks it to send)."""
-    from app.domain.messaging.service import send_template
-
-    return send_template
+def message_cause(rule_id: UUID, cause_key: str) -> str:
+    """The messaging capability's once-per-cause key for a rule's message (at most 200 characters)."""
+    cause = f"rule:{rule_id}:{cause_key}"
+    return cause if len(cause) <= 200 else f"rule:{rule_id}:sha256:{hashlib.sha256(cause_key.encode()).hexdigest()}"
 
 
 async def perform(session: AsyncSession, run: RuleRun, index: int, action: Action) -> dict[str, Any]:
     actor = Actor.system(run.tenant_id)
     rule = await session.get(AutomationRule, (run.tenant_id, run.rule_id))
-    member = await session.get(Member, (run.tenant_id, run.member_id)) if run.member_id else None
+    member = None
+    if run.member_id is not None:
+        member = (await members.members_by_id(session, run.tenant_id, {run.member_id})).get(run.member_id)
     if isinstance(action, SendMessage):
-        from app.domain.care.engine import message_cause
-
         try:
-            message = await messaging_sender()(
+            message = await messaging.send_template(
                 session, actor, template_key=action.template_key, member_id=run.member_id, channel=action.channel,
                 variables=await variables_for(session, run, member), cause=message_cause(rule.id, run.cause_key))
         except AppError as exc:
@@ -141,15 +136,10 @@ async def perform(session: AsyncSession, run: RuleRun, index: int, action: Actio
     if isinstance(action, IssueCoupon):
         if action.coupon_template_id is None:
             return {"status": "skipped", "reason": "coupon_template_not_configured"}
-        from app.domain.loyalty import service as loyalty
-
         coupon = await loyalty.issue_coupon(session, actor, template_id=action.coupon_template_id,
                                             member_id=run.member_id, reason=f"自动化规则：{rule.name}")
         return {"status": "done", "coupon_id": str(coupon.id)}
     if isinstance(action, ChangeTag):
-        from app.domain.members import service as members
-        from app.domain.members.schemas import TagChange
-
         change = TagChange(add=[action.tag]) if action.type == "add_tag" else TagChange(remove=[action.tag])
         tags = await members.change_tags(session, actor, run.member_id, change, source="rule")
         return {"status": "done", "tags": tags}

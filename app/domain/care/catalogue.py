@@ -50,8 +50,6 @@ TOPICS: dict[str, TopicSpec] = {spec.topic: spec for spec in [
               APPOINTMENT_FIELDS),
     TopicSpec("appointment.reminder_due", "the store's reminder time before an appointment (default 24 h)",
               _versioned("reminder"), APPOINTMENT_FIELDS, appointment_must_be_open=True),
-    TopicSpec("appointment.follow_up_due", "the store's follow-up time after a completed appointment",
-              _appointment("follow_up"), APPOINTMENT_FIELDS),
     TopicSpec("service.completed", "a service was completed (with or without an appointment)",
               lambda p, e: f"service_record:{p['service_record_id']}", SERVICE_FIELDS),
     # Sessions-low is emitted on every deduction at or below the threshold: one cause per card item.

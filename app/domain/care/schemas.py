@@ -12,12 +12,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from app.core.errors import Unprocessable
+from app.core.schemas import Name as PlainName
 from app.core.schemas import Strict, Timestamp
 from app.domain.care.catalogue import SCHEDULE_KINDS, TOPICS
 from app.domain.care.models import TASK_KINDS
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-TagName = Annotated[str, Field(min_length=1, max_length=40)]
+Name = Annotated[PlainName, Field(min_length=1, max_length=200)]
+TagName = Annotated[PlainName, Field(min_length=1, max_length=40)]
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 ASSIGNEE = re.compile(r"^(owner|consultant|therapist|role:[A-Za-z0-9_.-]{1,60})$")
 TaskKind = Literal["renewal", "follow_up", "wake_up", "care", "custom"]

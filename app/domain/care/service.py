@@ -12,8 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import audit, clock
 from app.core.actor import Actor
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 from app.domain.care.catalogue import SCHEDULE_KINDS, TOPICS
 from app.domain.care.models import AutomationRule, RuleRun, Task, TaskStatus
 from app.domain.care.schemas import (
@@ -30,11 +31,13 @@ from app.domain.care.schemas import (
     TopicOut,
     parse_rule_parts,
 )
-from app.domain.iam.models import Role, Staff
+from app.domain.iam import service as iam
+from app.domain.loyalty import service as loyalty
 from app.domain.members import service as members
 from app.domain.members.schemas import TimelineItem
 
 RULES_PERMISSION = "automation:write"
+MAX_RESULT_NOTE = 4000  # as TaskUpdate.result_note allows
 
 # ---------------------------------------------------------------- rules
 
@@ -48,20 +51,22 @@ def catalogue() -> CatalogueOut:
 
 async def _check_enable(session: AsyncSession, tenant_id: UUID, parts: RuleParts) -> None:
     """An enabled rule must be able to act: its coupon templates and roles exist."""
-    from app.domain.loyalty.models import CouponTemplate
-
+    template_ids = {a.coupon_template_id for a in parts.actions
+                    if isinstance(a, IssueCoupon) and a.coupon_template_id is not None}
+    templates = await loyalty.coupon_templates_by_id(session, tenant_id, template_ids)
+    wants_roles = any(isinstance(a, CreateTask) and a.assignee.startswith("role:") for a in parts.actions)
+    roles = await iam.role_names(session, tenant_id) if wants_roles else set()
     for index, action in enumerate(parts.actions):
         if isinstance(action, IssueCoupon):
             field = f"actions.{index}.coupon_template_id"
             if action.coupon_template_id is None:
                 raise Unprocessable(f"{field}: choose a coupon template before enabling the rule",
                                     code="validation_error", field=field)
-            if await session.get(CouponTemplate, (tenant_id, action.coupon_template_id)) is None:
+            if action.coupon_template_id not in templates:
                 raise Unprocessable(f"{field}: no such coupon template", code="validation_error", field=field)
         if isinstance(action, CreateTask) and action.assignee.startswith("role:"):
             name = action.assignee.removeprefix("role:")
-            found = (await session.exec(select(Role.id).where(Role.tenant_id == tenant_id, Role.name == name))).first()
-            if found is None:
+            if name not in roles:
                 field = f"actions.{index}.assignee"
                 raise Unprocessable(f"{field}: no role named {name!r}", code="validation_error", field=field)
 
@@ -93,10 +98,8 @@ async def create_rule(session: AsyncSession, actor: Actor, data: RuleCreate) -> 
 
 async def get_rule(session: AsyncSession, actor: Actor, rule_id: UUID, *, for_update: bool = False) -> AutomationRule:
     actor.require(RULES_PERMISSION)
-    rule = await session.get(AutomationRule, (actor.tenant_id, rule_id), with_for_update=for_update)
-    if rule is None:
-        raise NotFound("automation rule not found", code="rule_not_found")
-    return rule
+    return await get_or_404(session, AutomationRule, actor.tenant_id, rule_id, code="rule_not_found",
+                            detail="automation rule not found", lock=for_update)
 
 
 async def update_rule(session: AsyncSession, actor: Actor, rule_id: UUID, data: RuleUpdate) -> AutomationRule:
@@ -165,8 +168,7 @@ def present_task(task: Task, now: datetime | None = None) -> TaskOut:
 
 
 async def _staff_ok(session: AsyncSession, actor: Actor, staff_id: UUID, field: str) -> None:
-    staff = await session.get(Staff, (actor.tenant_id, staff_id))
-    if staff is None or not staff.active:
+    if staff_id not in await iam.active_staff_ids(session, actor.tenant_id, {staff_id}):
         raise Unprocessable(f"{field}: no active staff member with this id", code="validation_error", field=field)
 
 
@@ -192,9 +194,9 @@ async def create_task(session: AsyncSession, actor: Actor, data: TaskCreate) -> 
 
 
 async def _task(session: AsyncSession, actor: Actor, task_id: UUID, *, for_update: bool = False) -> Task:
-    task = await session.get(Task, (actor.tenant_id, task_id), with_for_update=for_update)
-    if task is None or (task.store_id is not None and not actor.can_act_in_store(task.store_id)
-                        and task.assignee_id != actor.id):
+    """The task, if the actor may see it: in their stores, or assigned to them (404 otherwise)."""
+    task = await get_or_404(session, Task, actor.tenant_id, task_id, code="task_not_found", lock=for_update)
+    if task.store_id is not None and not actor.can_act_in_store(task.store_id) and task.assignee_id != actor.id:
         raise NotFound("task not found", code="task_not_found")
     return task
 
@@ -207,6 +209,11 @@ async def get_task(session: AsyncSession, actor: Actor, task_id: UUID) -> Task:
 async def update_task(session: AsyncSession, actor: Actor, task_id: UUID, data: TaskUpdate) -> Task:
     """Status and result notes: the assignee or a manager. Reassigning: managers only."""
     actor.require("tasks:write")
+    return await _update_task(session, actor, task_id, data)
+
+
+async def _update_task(session: AsyncSession, actor: Actor, task_id: UUID, data: TaskUpdate) -> Task:
+    """`update_task` for callers that have checked `tasks:write` already."""
     task = await _task(session, actor, task_id, for_update=True)
     manager = is_manager(actor)
     if task.assignee_id != actor.id and not manager:
@@ -242,7 +249,12 @@ async def update_task(session: AsyncSession, actor: Actor, task_id: UUID, data: 
 
 
 async def complete_task(session: AsyncSession, actor: Actor, task_id: UUID, result_note: str | None) -> Task:
-    return await update_task(session, actor, task_id, TaskUpdate(status="done", result_note=result_note))
+    """Done, with the result of the follow-up (the sidebar's one tap)."""
+    actor.require("tasks:write")
+    if result_note is not None and len(result_note) > MAX_RESULT_NOTE:
+        raise AppError(f"result_note: at most {MAX_RESULT_NOTE} characters", code="validation_error", status=422,
+                       field="result_note")
+    return await _update_task(session, actor, task_id, TaskUpdate(status="done", result_note=result_note))
 
 
 async def list_tasks(session: AsyncSession, actor: Actor, params: PageParams, *, assignee_id: UUID | None = None,
@@ -251,6 +263,8 @@ async def list_tasks(session: AsyncSession, actor: Actor, params: PageParams, *,
     """Tasks the caller may see: a manager, their stores' (and unassigned) tasks; anyone else, the tasks
     of their stores. `overdue` (open and past due) is for managers."""
     actor.require("tasks:read")
+    if status is not None and status not in TaskStatus.ALL:
+        raise AppError("status must be open, done or cancelled", code="validation_error", status=422, field="status")
     stmt = select(Task).where(Task.tenant_id == actor.tenant_id)
     if overdue:
         if not is_manager(actor):
@@ -296,3 +310,14 @@ async def _move_care_rows(session: AsyncSession, tenant_id: UUID, duplicate_id: 
                                                        RuleRun.member_id == duplicate_id,
                                                        RuleRun.status == "scheduled").values(member_id=survivor_id))
     return {"tasks": tasks.rowcount, "scheduled_runs": runs.rowcount}
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read this one only through the functions below (never its models, never raw SQL on its tables).
+
+
+async def enable_rules(session: AsyncSession, tenant_id: UUID, keys: list[str]) -> None:
+    """Switch the tenant's rules with these keys on as they are (no new version, not audited): for seeding a
+    tenant that already has what those rules need, as the demo has their message templates."""
+    await session.execute(update(AutomationRule).where(AutomationRule.tenant_id == tenant_id,
+                                                       AutomationRule.key.in_(keys)).values(enabled=True))

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-from app.core.schemas import Strict
+from app.core.schemas import Name, Strict
 
 MAX_PRICE = 100_000_000  # fen: ¥1,000,000
 MAX_QUANTITY = 1_000_000  # in the item's unit
@@ -40,7 +40,7 @@ def _not_null(value: Any) -> Any:
 
 
 class ConsumableCreate(Strict):
-    name: str = Field(min_length=1, max_length=100, description="e.g. 艾条, 按摩精油")
+    name: Name = Field(min_length=1, max_length=100, description="e.g. 艾条, 按摩精油")
     unit: str = Field(min_length=1, max_length=16, description="e.g. 根, ml, 片, g, 张; fixed once created")
     category: str | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=1000)
@@ -48,7 +48,7 @@ class ConsumableCreate(Strict):
 
 
 class ConsumableUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = Field(None, min_length=1, max_length=100)
     category: str | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=1000)
     low_stock_threshold: Threshold | None = None
@@ -75,7 +75,7 @@ class ConsumableOut(BaseModel):
 
 
 class ProductCreate(Strict):
-    name: str = Field(min_length=1, max_length=100, description="e.g. 养生茶, 艾草足浴包")
+    name: Name = Field(min_length=1, max_length=100, description="e.g. 养生茶, 艾草足浴包")
     sku: str | None = Field(None, min_length=1, max_length=64, description="Unique within the tenant")
     category: str | None = Field(None, max_length=50)
     unit: str = Field(min_length=1, max_length=16, description="e.g. 罐, 盒, 片; fixed once created")
@@ -85,7 +85,7 @@ class ProductCreate(Strict):
 
 
 class ProductUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = Field(None, min_length=1, max_length=100)
     sku: str | None = Field(None, min_length=1, max_length=64)
     category: str | None = Field(None, max_length=50)
     price: Fen | None = None
@@ -163,7 +163,7 @@ def _unique_recipe(lines: list[RecipeLine] | None) -> list[RecipeLine] | None:
 
 
 class ServiceCreate(Strict):
-    name: str = Field(min_length=1, max_length=100, description="e.g. 推拿, 艾灸")
+    name: Name = Field(min_length=1, max_length=100, description="e.g. 推拿, 艾灸")
     category: str | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=2000)
     duration_minutes: Minutes
@@ -179,7 +179,7 @@ class ServiceCreate(Strict):
 
 
 class ServiceUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = Field(None, min_length=1, max_length=100)
     category: str | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=2000)
     duration_minutes: Minutes | None = None

@@ -18,8 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, Unprocessable
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 from app.domain.catalog.models import Consumable, Product, Service, ServiceConsumable
 from app.domain.catalog.schemas import (
     ConsumableCreate,
@@ -61,10 +62,8 @@ async def create_consumable(session: AsyncSession, actor: Actor, data: Consumabl
 async def get_consumable(session: AsyncSession, actor: Actor, consumable_id: UUID, *,
                          for_update: bool = False) -> Consumable:
     actor.require("catalog:read")
-    consumable = await session.get(Consumable, (actor.tenant_id, consumable_id), with_for_update=for_update)
-    if consumable is None:
-        raise NotFound("consumable not found", code="consumable_not_found")
-    return consumable
+    return await get_or_404(session, Consumable, actor.tenant_id, consumable_id, code="consumable_not_found",
+                            lock=for_update)
 
 
 async def list_consumables(session: AsyncSession, actor: Actor, params: PageParams, *, active: bool | None = None,
@@ -120,10 +119,7 @@ async def create_product(session: AsyncSession, actor: Actor, data: ProductCreat
 
 async def get_product(session: AsyncSession, actor: Actor, product_id: UUID, *, for_update: bool = False) -> Product:
     actor.require("catalog:read")
-    product = await session.get(Product, (actor.tenant_id, product_id), with_for_update=for_update)
-    if product is None:
-        raise NotFound("product not found", code="product_not_found")
-    return product
+    return await get_or_404(session, Product, actor.tenant_id, product_id, code="product_not_found", lock=for_update)
 
 
 async def list_products(session: AsyncSession, actor: Actor, params: PageParams, *, active: bool | None = None,
@@ -212,10 +208,7 @@ async def get_service_row(session: AsyncSession, actor: Actor, service_id: UUID,
     a context acting for a patient checks its own rules first."""
     if actor.kind != "patient":
         actor.require("catalog:read")
-    service = await session.get(Service, (actor.tenant_id, service_id), with_for_update=for_update)
-    if service is None:
-        raise NotFound("service not found", code="service_not_found")
-    return service
+    return await get_or_404(session, Service, actor.tenant_id, service_id, code="service_not_found", lock=for_update)
 
 
 async def _recipes_out(session: AsyncSession, tenant_id: UUID,
@@ -308,8 +301,7 @@ class StockItem:
 
 async def recipe_of(session: AsyncSession, tenant_id: UUID, service_id: UUID) -> list[ServiceConsumable]:
     """The consumables one performance of the service uses (empty when it has no recipe); 404 for no service."""
-    if await session.get(Service, (tenant_id, service_id)) is None:
-        raise NotFound("service not found", code="service_not_found")
+    await get_or_404(session, Service, tenant_id, service_id, code="service_not_found")
     stmt = select(ServiceConsumable).where(ServiceConsumable.tenant_id == tenant_id,
                                            ServiceConsumable.service_id == service_id)
     return list((await session.exec(stmt.order_by(ServiceConsumable.consumable_id))).all())
@@ -347,3 +339,21 @@ def compute_commission(rule: dict[str, Any] | None, base_amount: int, staff_leve
     if rule["type"] == "fixed":
         return value
     return (base_amount * value + 50) // 100
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read this one only through the functions below (never its models, never raw SQL on its tables).
+
+
+async def service_row(session: AsyncSession, tenant_id: UUID, service_id: UUID) -> Service | None:
+    """The service (offered or not), or None; no permission check (the caller has made its own)."""
+    return await session.get(Service, (tenant_id, service_id))
+
+
+async def services_by_id(session: AsyncSession, tenant_id: UUID, service_ids: set[UUID]) -> dict[UUID, Service]:
+    """The services among these ids that exist (offered or not), by id."""
+    if not service_ids:
+        return {}
+    rows = (await session.exec(select(Service).where(Service.tenant_id == tenant_id,
+                                                     Service.id.in_(service_ids)))).all()
+    return {service.id: service for service in rows}

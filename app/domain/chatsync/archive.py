@@ -44,7 +44,11 @@ class ChatDecryptError(Exception):
 
 
 class ChatSyncNotConfigured(Exception):
-    """No archive source is configured for this deployment."""
+    """No archive source is configured for this deployment (or for this tenant)."""
+
+
+class ChatArchiveNotBound(ChatSyncNotConfigured):
+    """The corp's archive belongs to another tenant (WECOM_MSGAUDIT_TENANT), or to none yet."""
 
 
 @dataclass(frozen=True)
@@ -241,8 +245,8 @@ _configured_lock = threading.Lock()
 def configured_source(settings: Settings | None = None) -> ChatArchiveSource:
     """The production source (one SDK handle per process), or ChatSyncNotConfigured.
 
-    One WeCom corp serves the deployment for now (like the rest of the WeCom integration); per-tenant
-    corps would key this by tenant.
+    One WeCom corp serves the deployment for now (like the rest of the WeCom integration), and its archive
+    is one tenant's (`archive_tenant_code`); per-tenant corps would key this by tenant.
     """
     global _configured
     settings = settings or get_settings()
@@ -259,3 +263,14 @@ def configured_source(settings: Settings | None = None) -> ChatArchiveSource:
                                            proxy_password=settings.wecom_msgaudit_proxy_password,
                                            timeout_seconds=settings.chat_sync_timeout_seconds)
         return _configured
+
+
+def archive_tenant_code(settings: Settings | None = None) -> str:
+    """The code of the tenant the corp's archive belongs to. The archive holds every chat of the corp, so it
+    is one tenant's: copying it into each tenant that syncs would hand one chain's chats to all the others."""
+    settings = settings or get_settings()
+    code = (settings.wecom_msgaudit_tenant or "").strip()
+    if not code:
+        raise ChatArchiveNotBound("WECOM_MSGAUDIT_TENANT is not set: the WeCom chat archive is bound to no "
+                                  "tenant, so none syncs it (set it to the code of the tenant whose chats it is)")
+    return code

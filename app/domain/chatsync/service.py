@@ -11,8 +11,13 @@ Concurrency: `pg_try_advisory_xact_lock` per tenant inside each batch transactio
 finds the lock taken stops at once ("busy"). It is a transaction lock, not a session lock, so it is safe
 behind PgBouncer in transaction mode and cannot outlive a crashed worker.
 
-Triggers: the WeCom callback's `wecom.msgaudit_notify` event, `POST /chat-sync/run` (a `chat_sync.requested`
-event), and a cron every few minutes for every tenant that has synced before.
+Triggers (`handlers.py`, `jobs.py`): the WeCom callback's `wecom.msgaudit_notify` event, `POST /chat-sync/run`
+(a `chat_sync.requested` event), and a cron every few minutes. Each batch is a transaction of the session
+factory the worker hands in.
+
+One archive, one tenant: the archive holds every chat of the corp (WECOM_CORP_ID), so it belongs to exactly one
+tenant, named by WECOM_MSGAUDIT_TENANT. Any other tenant's sync is refused before anything is fetched
+(`ChatArchiveNotBound`, noted on its cursor for GET /chat-sync/status); unset, no tenant syncs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,33 +39,32 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit, crypto
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.context import RequestContext, reset_context, set_context
-from app.core.db import session_scope
-from app.core.errors import Forbidden
+from app.core.db import SessionFactory
+from app.core.errors import Conflict, Forbidden
+from app.core.events import OutboxEvent, emit
 from app.core.ids import new_id
-from app.core.outbox import OutboxEvent, emit
 from app.core.pagination import PageParams, decode_cursor
 from app.core.settings import get_settings
 from app.domain.chatsync.archive import (
+    ChatArchiveNotBound,
     ChatArchiveSource,
     ChatDecryptError,
     ChatSyncNotConfigured,
     PrivateKeys,
     RawRecord,
+    archive_tenant_code,
     configured_source,
     decrypt_random_key,
     load_private_keys,
 )
+from app.domain.chatsync.events import CHAT_SYNC_REQUESTED
 from app.domain.chatsync.models import ChatDirection, ChatRecord, ChatSyncCursor
 from app.domain.members import policies as member_policies
 from app.domain.members import service as members
 from app.domain.members.schemas import TimelineItem
-from app.workers.registry import on
+from app.domain.tenancy import service as tenancy
+from app.domain.wechat_links import service as wechat_links
 
-log = logging.getLogger("careloop.chatsync")
-
-NOTIFY_TOPIC = "wecom.msgaudit_notify"  # emitted by the WeCom callback (app/integrations/wechat)
-REQUESTED_TOPIC = "chat_sync.requested"  # POST /chat-sync/run, and a run that stopped with more to fetch
 MAX_BATCHES_PER_RUN = 20  # then hand over to a new event, so one job stays well inside the job timeout
 # WeCom external_userids start with "wm" or "wo" (customers on WeChat); staff userids are the corp's own.
 EXTERNAL_PREFIXES = ("wm", "wo")
@@ -106,17 +109,6 @@ def _decrypt_batch(source: ChatArchiveSource, keys: PrivateKeys, records: list[R
             raise ChatDecryptError(f"msgid {record.msgid}: decrypted message is not a JSON object")
         out.append(message)
     return out
-
-
-async def _linked_members(session: AsyncSession, tenant_id: UUID, external_ids: set[str]) -> dict[str, UUID]:
-    """external_userid → member, from the WeCom contact links (app/domain/wechat_links)."""
-    if not external_ids:
-        return {}
-    rows = (await session.execute(
-        text("SELECT external_userid, member_id FROM member_wecom_links "
-             "WHERE tenant_id = :t AND external_userid = ANY(:ids)"),
-        {"t": tenant_id, "ids": sorted(external_ids)})).all()
-    return {r.external_userid: r.member_id for r in rows}
 
 
 def _sent_at(message: dict[str, Any]) -> datetime:
@@ -180,15 +172,62 @@ async def _cursor(session: AsyncSession, tenant_id: UUID) -> ChatSyncCursor:
 
 async def remap_unlinked(session: AsyncSession, tenant_id: UUID) -> int:
     """Records stored before their contact was linked to a member get the member now."""
+    unmapped = set((await session.exec(select(ChatRecord.external_userid).distinct().where(
+        ChatRecord.tenant_id == tenant_id, ChatRecord.member_id.is_(None),
+        ChatRecord.external_userid.is_not(None)))).all())
+    links = await wechat_links.members_of_external_contacts(session, tenant_id, unmapped)
+    if not links:
+        return 0
     result = await session.execute(text(
-        "UPDATE chat_records c SET member_id = l.member_id FROM member_wecom_links l "
-        "WHERE c.tenant_id = :t AND c.member_id IS NULL AND c.external_userid IS NOT NULL "
-        "AND l.tenant_id = c.tenant_id AND l.external_userid = c.external_userid"), {"t": tenant_id})
+        "UPDATE chat_records c SET member_id = l.member_id "
+        "FROM unnest(CAST(:ext AS text[]), CAST(:mem AS uuid[])) AS l (external_userid, member_id) "
+        "WHERE c.tenant_id = :t AND c.member_id IS NULL AND c.external_userid = l.external_userid"),
+        {"t": tenant_id, "ext": list(links), "mem": list(links.values())})
     return result.rowcount or 0
 
 
-async def _note_outcome(tenant_id: UUID, error: str | None) -> None:
-    async with session_scope(tenant_id) as session:
+async def archive_tenant(sessions: SessionFactory) -> UUID | None:
+    """The tenant the corp's archive belongs to (WECOM_MSGAUDIT_TENANT); None when unset or unknown."""
+    try:
+        code = archive_tenant_code()
+    except ChatArchiveNotBound:
+        return None
+    async with sessions() as session:
+        tenant = await tenancy.tenant_by_code(session, code)
+    return tenant.id if tenant is not None else None
+
+
+async def _is_archive_tenant(session: AsyncSession, tenant_id: UUID) -> bool:
+    try:
+        code = archive_tenant_code()
+    except ChatArchiveNotBound:
+        return False
+    tenant = await tenancy.tenant_row(session, tenant_id)
+    return tenant is not None and tenant.code == code
+
+
+async def _require_archive_tenant(sessions: SessionFactory, tenant_id: UUID) -> None:
+    """The corp's archive is one tenant's: any other tenant is refused before anything is fetched."""
+    archive_tenant_code()  # raises when bound to no tenant
+    async with sessions(tenant_id) as session:
+        bound = await _is_archive_tenant(session, tenant_id)
+    if not bound:
+        raise ChatArchiveNotBound("the WeCom chat archive of this deployment's corp belongs to another tenant "
+                                  "(WECOM_MSGAUDIT_TENANT): it is not copied into this one")
+
+
+def is_configured() -> bool:
+    """Whether this deployment can read the archive at all (the SDK and the private keys are set)."""
+    try:
+        configured_source()
+        load_private_keys()
+    except ChatSyncNotConfigured:
+        return False
+    return True
+
+
+async def _note_outcome(sessions: SessionFactory, tenant_id: UUID, error: str | None) -> None:
+    async with sessions(tenant_id) as session:
         cursor = await _cursor(session, tenant_id)
         cursor.last_run_at = cursor.updated_at = utcnow()
         cursor.last_error = error[:2000] if error else None
@@ -197,24 +236,29 @@ async def _note_outcome(tenant_id: UUID, error: str | None) -> None:
         session.add(cursor)
 
 
-async def sync_chat_records(tenant_id: UUID, *, source: ChatArchiveSource | None = None,
+async def sync_chat_records(sessions: SessionFactory, tenant_id: UUID, *, source: ChatArchiveSource | None = None,
                             keys: PrivateKeys | None = None, batch_size: int | None = None,
                             max_batches: int = MAX_BATCHES_PER_RUN) -> SyncResult:
-    """Fetch and store everything after the tenant's cursor (up to `max_batches` batches).
+    """Fetch and store everything after the tenant's cursor (up to `max_batches` batches, each in a
+    transaction of its own from `sessions`).
 
     Raises ChatSyncNotConfigured, ArchiveError or ChatDecryptError after recording the error on the
     cursor (GET /chat-sync/status shows it); what earlier batches stored stays stored."""
     result = SyncResult()
     try:
+        await _require_archive_tenant(sessions, tenant_id)
         source = source or configured_source()
         keys = keys if keys is not None else load_private_keys()
+    except ChatArchiveNotBound as exc:
+        await _note_outcome(sessions, tenant_id, f"refused: {exc}")
+        raise
     except ChatSyncNotConfigured as exc:
-        await _note_outcome(tenant_id, f"not configured: {exc}")
+        await _note_outcome(sessions, tenant_id, f"not configured: {exc}")
         raise
     limit = max(1, min(batch_size or get_settings().chat_sync_batch_size, 1000))
     try:
         for _ in range(max_batches):
-            async with session_scope(tenant_id) as session:
+            async with sessions(tenant_id) as session:
                 locked = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
                                                 {"k": _lock_key(tenant_id)})).scalar_one()
                 if not locked:
@@ -231,7 +275,7 @@ async def sync_chat_records(tenant_id: UUID, *, source: ChatArchiveSource | None
                 messages = await asyncio.to_thread(_decrypt_batch, source, keys, records)
                 externals = {str(p) for m in messages
                              for p in [m.get("from"), *(m.get("tolist") or [])] if is_external(str(p or ""))}
-                links = await _linked_members(session, tenant_id, externals)
+                links = await wechat_links.members_of_external_contacts(session, tenant_id, externals)
                 rows = {}
                 for record, message in zip(records, messages, strict=True):
                     row = _row(tenant_id, record, message, links)
@@ -253,49 +297,10 @@ async def sync_chat_records(tenant_id: UUID, *, source: ChatArchiveSource | None
         else:
             result.more = True
     except Exception as exc:  # ArchiveError, ChatDecryptError, or a crash: noted, then raised
-        await _note_outcome(tenant_id, f"{type(exc).__name__}: {exc}")
+        await _note_outcome(sessions, tenant_id, f"{type(exc).__name__}: {exc}")
         raise
-    await _note_outcome(tenant_id, None)
+    await _note_outcome(sessions, tenant_id, None)
     return result
-
-
-@on(NOTIFY_TOPIC, REQUESTED_TOPIC)
-async def on_sync_wanted(session: AsyncSession, event: OutboxEvent) -> None:
-    """The archive has new records (or someone asked): sync. Failures raise, so the outbox retries with
-    backoff and finally dead-letters the event (visible at GET /outbox?status=dead); a deployment without
-    the SDK configured only notes it on the cursor (retrying cannot help)."""
-    try:
-        result = await sync_chat_records(event.tenant_id)
-    except ChatSyncNotConfigured as exc:
-        log.warning("chat sync not configured", extra={"tenant_id": str(event.tenant_id), "error": str(exc)})
-        return
-    if result.more:
-        await emit(session, REQUESTED_TOPIC, {"reason": "continue"})
-
-
-async def run_chat_sync(ctx: dict[str, Any] | None = None) -> dict[str, int]:
-    """Cron: sync every tenant that has synced before (has a cursor); callbacks can be lost."""
-    try:
-        configured_source()
-        load_private_keys()
-    except ChatSyncNotConfigured:
-        return {"tenants": 0}
-    token = set_context(RequestContext(actor_type="system", actor_id="chat-sync"))
-    done = {"tenants": 0, "stored": 0, "failed": 0}
-    try:
-        async with session_scope(system=True) as session:
-            tenants = (await session.execute(text("SELECT tenant_id FROM chat_sync_cursors"))).scalars().all()
-        for tenant_id in tenants:
-            try:
-                result = await sync_chat_records(tenant_id)
-                done["tenants"] += 1
-                done["stored"] += result.stored
-            except Exception:  # noqa: BLE001 - noted on the tenant's cursor; go on with the others
-                done["failed"] += 1
-                log.exception("chat sync failed", extra={"tenant_id": str(tenant_id)})
-        return done
-    finally:
-        reset_context(token)
 
 
 # --------------------------------------------------------------------------------- reading
@@ -303,14 +308,23 @@ async def run_chat_sync(ctx: dict[str, Any] | None = None) -> dict[str, int]:
 
 async def request_sync(session: AsyncSession, actor: Actor) -> OutboxEvent:
     actor.require("chat_sync:run")
-    event = await emit(session, REQUESTED_TOPIC, {"requested_by": str(actor.id)})
+    try:
+        archive_tenant_code()
+    except ChatArchiveNotBound:
+        pass  # not configured at all: the run notes it on the status, as when the SDK is missing
+    else:
+        if not await _is_archive_tenant(session, actor.tenant_id):
+            raise Conflict("this deployment's WeCom chat archive belongs to another tenant: it is not synced "
+                           "into this one", code="chat_archive_not_bound")
+    event = await emit(session, CHAT_SYNC_REQUESTED, {"requested_by": str(actor.id)})
     audit.record(session, "chat_sync.request", "chat_sync", actor.tenant_id)
     return event
 
 
-async def sync_status(session: AsyncSession, actor: Actor) -> ChatSyncCursor | None:
+async def sync_status(session: AsyncSession, actor: Actor) -> tuple[ChatSyncCursor | None, bool]:
+    """The tenant's cursor, and whether the corp's archive is this tenant's (only that tenant syncs)."""
     actor.require("chat_sync:run")
-    return await session.get(ChatSyncCursor, actor.tenant_id)
+    return await session.get(ChatSyncCursor, actor.tenant_id), await _is_archive_tenant(session, actor.tenant_id)
 
 
 def _encode_cursor(record: ChatRecord) -> str:
@@ -376,24 +390,3 @@ async def _move_chat_records(session: AsyncSession, tenant_id: UUID, duplicate_i
                                                            ChatRecord.member_id == duplicate_id)
                                   .values(member_id=survivor_id))
     return {"chat_records": moved.rowcount}
-
-
-
-@on("wecom.external_contact_changed")
-async def _map_newly_linked_contact(session: AsyncSession, event: OutboxEvent) -> None:
-    # A contact linked by unionid as it is added: map its stored chats now rather than at the next sync.
-    # (Manual links emit nothing yet; the next sync's remap_unlinked picks those up.)
-    if event.payload.get("member_id") and event.payload.get("external_userid"):
-        await session.execute(update(ChatRecord).where(
-            ChatRecord.tenant_id == event.tenant_id, ChatRecord.member_id.is_(None),
-            ChatRecord.external_userid == event.payload["external_userid"])
-            .values(member_id=UUID(event.payload["member_id"])))
-
-
-@on("member.erased")
-async def _blank_erased_member_chats(session: AsyncSession, event: OutboxEvent) -> None:
-    # The archive keeps that a conversation happened; what was said goes with the member's personal data.
-    member_id = UUID(event.payload["member_id"])
-    await session.execute(update(ChatRecord).where(ChatRecord.tenant_id == event.tenant_id,
-                                                   ChatRecord.member_id == member_id)
-                          .values(content_encrypted=None, media=None))

@@ -15,7 +15,8 @@ construction and can be recomputed at any time:
   day (`card_ledger` deductions × the item's `unit_value`, net of reversals) plus the principal charged to
   stored-value cards (net of reversals and tender refunds; bonus is reported apart: it was never paid for);
   refunds of card and top-up lines release it too (sessions written off × unit value, principal taken
-  out of the card). movement = in − consumed − refunded.
+  out of the card). movement = in − consumed − refunded. (The card ledger is cards' to read:
+  `cards.card_consumption`.)
 
 `POST` closes the day: the figures are frozen in a `daily_closes` row (unique per store and day; a second
 close is 409 `day_closed`) and later reads return that snapshot, so a report handed to finance does not
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -38,13 +39,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, Unprocessable
+from app.domain.cards import service as cards
 from app.domain.checkout.models import TENDERS, DailyClose
 from app.domain.checkout.refund_schemas import DailyCloseOut, TenderFigures
 from app.domain.members.spreadsheets import Sheet, build_workbook
-from app.domain.tenancy.models import Store
+from app.domain.tenancy import service as tenancy
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store
 
 PERMISSION = "reports:read"
+# Closing freezes a day's figures: finance and managers, not everyone who may read reports (marketing may).
+CLOSE_PERMISSION = "reports:close"
 TENDER_NAMES = {"cash": "现金", "stored_value": "储值卡", "points": "积分", "coupon": "优惠券",
                 "wechat_pay": "微信支付"}
 
@@ -75,25 +82,6 @@ _CARD_SALES = text("""
       FROM order_lines l JOIN orders o ON o.tenant_id = l.tenant_id AND o.id = l.order_id
      WHERE l.tenant_id = :t AND o.store_id = :s AND o.paid_at >= :a AND o.paid_at < :b
 """)
-_CONSUMPTION = text("""
-    SELECT COALESCE(sum(-l.sessions_delta * i.unit_value) FILTER (
-               WHERE l.kind = 'deduct' OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'deduct')), 0)
-               AS sessions_value,
-           COALESCE(sum(-l.sessions_delta) FILTER (
-               WHERE l.kind = 'deduct' OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'deduct')), 0)
-               AS sessions,
-           COALESCE(sum(-l.principal_delta) FILTER (WHERE l.kind = 'charge'
-               OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'charge')
-               OR (l.kind = 'refund' AND l.details ->> 'purpose' = 'tender')), 0) AS principal_charged,
-           COALESCE(sum(-l.bonus_delta) FILTER (WHERE l.kind = 'charge'
-               OR (l.kind = 'reverse' AND l.details ->> 'reversed_kind' = 'charge')
-               OR (l.kind = 'refund' AND l.details ->> 'purpose' = 'tender')), 0) AS bonus_charged,
-           COALESCE(sum(-l.sessions_delta * i.unit_value) FILTER (WHERE l.kind = 'refund'), 0)
-             + COALESCE(sum(-l.principal_delta) FILTER (
-                   WHERE l.kind = 'refund' AND l.details ->> 'purpose' = 'goods'), 0) AS card_refunds
-      FROM card_ledger l LEFT JOIN card_items i ON i.tenant_id = l.tenant_id AND i.id = l.card_item_id
-     WHERE l.tenant_id = :t AND l.store_id = :s AND l.created_at >= :a AND l.created_at < :b
-""")
 
 
 def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
@@ -101,13 +89,9 @@ def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
     return (datetime.combine(day, time.min, zone), datetime.combine(day + timedelta(days=1), time.min, zone))
 
 
-async def _store(session: AsyncSession, actor: Actor, store_id: UUID) -> Store:
-    actor.require(PERMISSION)
-    store = await session.get(Store, (actor.tenant_id, store_id))
-    if store is None:
-        raise NotFound("store not found", code="store_not_found")
-    actor.require_store(store.id)
-    return store
+async def _store(session: AsyncSession, actor: Actor, store_id: UUID, permission: str = PERMISSION) -> Store:
+    actor.require(permission)
+    return await tenancy.scoped_store(session, actor, store_id)
 
 
 async def compute(session: AsyncSession, actor: Actor, store: Store, day: date) -> DailyCloseOut:
@@ -117,7 +101,7 @@ async def compute(session: AsyncSession, actor: Actor, store: Store, day: date) 
     refunded = {r.method: r.refunded for r in (await session.execute(_REFUNDED, params)).all()}
     orders = (await session.execute(_ORDERS, params)).one()
     sales = (await session.execute(_CARD_SALES, params)).one()
-    used = (await session.execute(_CONSUMPTION, params)).one()
+    used = await cards.card_consumption(session, actor.tenant_id, store.id, starts, ends)
     tenders = []
     for method in TENDERS:
         received = paid[method].received if method in paid else 0
@@ -164,8 +148,8 @@ async def report(session: AsyncSession, actor: Actor, store_id: UUID, day: date)
 
 
 async def close_day(session: AsyncSession, actor: Actor, store_id: UUID, day: date) -> DailyCloseOut:
-    store = await _store(session, actor, store_id)
-    today = utcnow().astimezone(ZoneInfo(store.timezone)).date()
+    store = await _store(session, actor, store_id, CLOSE_PERMISSION)
+    today = tenancy.store_today(store)
     if day > today:
         raise Unprocessable(f"date: {day} has not begun in {store.timezone}", code="validation_error", field="date")
     if await _closed(session, actor, store.id, day) is not None:
@@ -220,6 +204,6 @@ def workbook(figures: DailyCloseOut, store_name: str) -> bytes:
 
 async def export(session: AsyncSession, actor: Actor, store_id: UUID, day: date) -> tuple[bytes, str]:
     figures = await report(session, actor, store_id, day)
-    store = await session.get(Store, (actor.tenant_id, store_id))
+    store = await tenancy.store_row(session, actor.tenant_id, store_id)
     audit.record(session, "daily_close.export", "store", store_id, day=day.isoformat())
     return workbook(figures, store.name), f"daily-close-{day:%Y%m%d}.xlsx"

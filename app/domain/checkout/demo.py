@@ -7,19 +7,25 @@ issued, stored value topped up and charged, stock sold, points earned and redeem
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.actor import Actor
-from app.domain.cards.models import Card, CardTemplate
-from app.domain.catalog.models import Product, Service
-from app.domain.checkout import orders
+from app.core.pagination import PageParams
+from app.domain.cards import service as cards
+from app.domain.cards import templates as card_templates
+from app.domain.catalog import service as catalog
+from app.domain.checkout import orders, tier_discounts
 from app.domain.checkout.schemas import OrderCreate
 from app.domain.loyalty import service as loyalty
-from app.domain.members.models import Member
-from app.domain.tenancy.models import Store
+from app.domain.members import service as members
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store
+
+# The demo catalog and card range are a dozen rows each: one page holds them.
+EVERYTHING = PageParams(limit=200)
 
 TIERS = [("金卡会员", 10, ["service", "product"]), ("银卡会员", 5, ["service", "product"])]
 
@@ -28,11 +34,13 @@ async def seed_checkout(session: AsyncSession, actor: Actor, stores: list[Store]
                         staff_ids: dict[str, Any]) -> list[str]:
     """Returns one line per order made (for the seed's summary)."""
     for tag, percent, line_types in TIERS:
-        await orders.set_tier_discount(session, actor, tag_name=tag, percent_off=percent, line_types=line_types)
-    people = {m.name: m.id for m in (await session.exec(select(Member))).all()}
-    templates = {t.name: t for t in (await session.exec(select(CardTemplate))).all()}
-    services = {s.name: s for s in (await session.exec(select(Service))).all()}
-    products = {p.name: p for p in (await session.exec(select(Product))).all()}
+        await tier_discounts.set_tier_discount(session, actor, tag_name=tag, percent_off=percent,
+                                               line_types=line_types)
+    people = await members.member_ids_by_name(session, actor.tenant_id, {"黄磊", "王芳"})
+    templates = {t.name: t for t in (await card_templates.list_templates(session, actor, EVERYTHING,
+                                                                          active=None))[0]}
+    services = {s.name: s for s in (await catalog.list_services(session, actor, EVERYTHING))[0]}
+    products = {p.name: p for p in (await catalog.list_products(session, actor, EVERYTHING))[0]}
     store = stores[0]
     made: list[str] = []
 
@@ -50,8 +58,8 @@ async def seed_checkout(session: AsyncSession, actor: Actor, stores: list[Store]
                     "现金购卡")
     # 王芳 tops up her 储值卡 by 1000 yuan (200 bonus), paying cash.
     wang = people.get("王芳")
-    stored = (await session.exec(select(Card).where(Card.member_id == wang, Card.kind == "stored_value"))).first() \
-        if wang else None
+    stored = next((card for card in await cards.member_cards(session, actor, wang, include_shared=False)
+                   if card.kind == "stored_value"), None) if wang else None
     if stored is not None:
         await order("王芳", [{"type": "top_up", "card_id": stored.id, "amount": 100000}],
                     [{"method": "cash", "amount": 100000}], "储值充值")

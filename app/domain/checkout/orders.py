@@ -1,4 +1,6 @@
-"""Orders (开单): pricing, tenders, completion, WeChat Pay's notification, cancellation, reads and receipts.
+"""Orders (开单): pricing, tenders, completion, cancellation and reads. WeChat Pay's notification and the
+timeout of unpaid orders are in wechat_payments.py, receipts in receipts.py, member-tier discounts in
+tier_discounts.py.
 
 One order is one transaction of the caller's. Opening it prices the lines (see pricing.py), checks that
 the tenders sum to the total, and then, in this order:
@@ -10,7 +12,7 @@ the tenders sum to the total, and then, in this order:
 * with a WeChat Pay tender, creates the prepay order (out_trade_no = the payment id's hex) and stays
   `pending` until WeChat's signed notification (or the timeout job's query) says it was paid; without
   one it is `paid` at once;
-* completes on payment (`_complete`): cards issued with the template's terms frozen, top-ups credited
+* completes on payment (`complete_order`): cards issued with the template's terms frozen, top-ups credited
   (principal + bonus), points earned, `order.paid` emitted.
 
 Everything held or applied refers to the order (ref_type `order`, ref_id the order id), so cancelling a
@@ -25,19 +27,16 @@ points and coupons earn nothing (pricing.points_earn_basis).
 
 from __future__ import annotations
 
-import html
-import json
-import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -45,15 +44,17 @@ from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import DEFAULT_TIMEZONE, utcnow
 from app.core.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from app.core.events import emit
 from app.core.ids import new_id
-from app.core.outbox import emit
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 from app.core.settings import get_settings
 from app.domain.cards import service as cards
-from app.domain.cards.models import CardKind
+from app.domain.cards import templates as card_templates
 from app.domain.catalog import service as catalog
-from app.domain.checkout import pricing
-from app.domain.checkout.models import Order, OrderLine, Payment, TierDiscount
+from app.domain.checkout import pricing, tier_discounts
+from app.domain.checkout.events import ORDER_CANCELLED, ORDER_PAID
+from app.domain.checkout.models import Order, OrderLine, Payment
 from app.domain.checkout.schemas import (
     CardLineIn,
     CashTender,
@@ -64,9 +65,6 @@ from app.domain.checkout.schemas import (
     PaymentOut,
     PointsTender,
     ProductLineIn,
-    Receipt,
-    ReceiptLine,
-    ReceiptTender,
     ServiceLineIn,
     StoredValueTender,
     TopUpLineIn,
@@ -77,24 +75,23 @@ from app.domain.inventory import service as inventory
 from app.domain.loyalty import service as loyalty
 from app.domain.members import service as members
 from app.domain.members.schemas import TimelineItem
-from app.domain.tenancy.models import Store
+from app.domain.tenancy import service as tenancy
 from app.domain.visits import service as visits
+from app.domain.wechat_links import service as wechat_links
 from app.integrations.wechat.pay import PayError, WeChatPayClient, get_pay_client
 
-log = logging.getLogger("careloop.checkout")
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store
 
 REF = "order"
 PATIENT_LINE_TYPES = {"card", "top_up"}
-TENDER_LABELS = {"cash": "现金", "stored_value": "储值卡", "points": "积分抵扣", "coupon": "优惠券",
-                 "wechat_pay": "微信支付"}
 STATUS_LABELS = {"draft": "草稿", "pending": "待支付", "paid": "已支付", "partially_refunded": "部分退款",
                  "refunded": "已退款", "cancelled": "已取消"}
-LINE_LABELS = {"service": "服务", "product": "商品", "card": "售卡", "top_up": "充值"}
 
 
 def pay_client() -> WeChatPayClient | None:
-    """The configured WeChat Pay client (None: WeChat Pay is switched off). Read per call so a changed
-    configuration (and the tests' fake server) takes effect without a restart."""
+    """The configured WeChat Pay client (None: WeChat Pay is switched off), for orders and refunds alike.
+    Read per call so a changed configuration (and the tests' fake server) takes effect without a restart."""
     return get_pay_client(get_settings())
 
 
@@ -150,35 +147,11 @@ def _authorize(actor: Actor, data: OrderCreate) -> None:
     actor.require_store(data.store_id)
 
 
-async def _store(session: AsyncSession, actor: Actor, store_id: UUID) -> Store:
-    store = await session.get(Store, (actor.tenant_id, store_id))
-    if store is None:
-        raise NotFound("store not found", code="store_not_found", field="store_id")
-    if not store.active:
-        raise Conflict("this store is closed", code="store_inactive", field="store_id")
-    return store
-
-
 def _order_no(store: Store) -> str:
     # Store-local date and time to the second plus 4 random hex digits: readable on a receipt, sortable,
     # and unique in practice; the unique constraint turns the rare clash into a retryable 409.
-    local = utcnow().astimezone(ZoneInfo(store.timezone or DEFAULT_TIMEZONE))
+    local = utcnow().astimezone(tenancy.store_zone(store))
     return f"{local:%Y%m%d%H%M%S}{secrets.token_hex(2).upper()}"
-
-
-async def _tier_percents(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> dict[str, int]:
-    """Line type -> the best member-tier percent the member's tags give (several tiers do not add up)."""
-    tags = set(await members.tags_of(session, tenant_id, member_id))
-    if not tags:
-        return {}
-    rows = (await session.exec(select(TierDiscount).where(
-        TierDiscount.tenant_id == tenant_id, TierDiscount.active.is_(True),
-        TierDiscount.tag_name.in_(tags)))).all()
-    best: dict[str, int] = {}
-    for row in rows:
-        for line_type in row.line_types:
-            best[line_type] = max(best.get(line_type, 0), row.percent_off)
-    return best
 
 
 async def _build_line(session: AsyncSession, actor: Actor, order: Order, index: int, line: Any) -> _Line:
@@ -217,7 +190,7 @@ async def _build_line(session: AsyncSession, actor: Actor, order: Order, index: 
         return _Line(row, "product", sale_product_id=product.id)
     if isinstance(line, CardLineIn):
         with _naming(f"{prefix}.card_template_id"):
-            template = await cards.get_template(session, actor, line.card_template_id)
+            template = await card_templates.get_template(session, actor, line.card_template_id)
         if not template.active:
             raise Conflict("this card is no longer sold", code="card_template_inactive",
                            field=f"{prefix}.card_template_id")
@@ -228,12 +201,12 @@ async def _build_line(session: AsyncSession, actor: Actor, order: Order, index: 
         card = await cards.get_card(session, actor, line.card_id)
         if card.member_id != order.member_id:
             raise NotFound("card not found", code="card_not_found")  # another member's card: as if absent
-        if card.kind != CardKind.STORED_VALUE:
+        if card.kind != "stored_value":
             raise Conflict("only a stored-value card can be topped up", code="card_kind_mismatch")
         if card.status not in ("active", "exhausted"):
             raise Conflict(f"this card is {card.status}", code="card_inactive")
         # The bonus follows the template's current offer (充1000送200); the card keeps its frozen spend terms.
-        template = await cards.get_template(session, Actor.system(actor.tenant_id), card.template_id)
+        template = await card_templates.get_template(session, Actor.system(actor.tenant_id), card.template_id)
     row.name = f"{card.name} 充值"
     row.card_id, row.unit_price = card.id, line.amount
     row.top_up_principal = line.amount
@@ -243,7 +216,7 @@ async def _build_line(session: AsyncSession, actor: Actor, order: Order, index: 
 
 async def _price(session: AsyncSession, actor: Actor, order: Order, data: OrderCreate) -> list[_Line]:
     built = [await _build_line(session, actor, order, i, line) for i, line in enumerate(data.lines)]
-    tiers = await _tier_percents(session, actor.tenant_id, order.member_id)
+    tiers = await tier_discounts.tier_percents(session, actor.tenant_id, order.member_id)
     try:
         priced = pricing.price_order([
             pricing.LineInput(unit_price=b.row.unit_price, quantity=b.row.quantity, line_discount=b.row.line_discount,
@@ -334,7 +307,7 @@ async def _quote_tenders(session: AsyncSession, actor: Actor, order: Order, data
 
 async def create_order(session: AsyncSession, actor: Actor, data: OrderCreate) -> OrderResult:
     _authorize(actor, data)
-    store = await _store(session, actor, data.store_id)
+    store = await tenancy.active_store(session, actor, data.store_id)
     with _naming("member_id"):
         member = await members.get_member_row(session, actor, data.member_id)
     if member.status != "active":
@@ -362,10 +335,10 @@ async def create_order(session: AsyncSession, actor: Actor, data: OrderCreate) -
     wechat_payment = next((p for p in payments if p.method == "wechat_pay"), None)
     if wechat_payment is not None:
         assert client is not None and isinstance(wechat, WeChatPayTender)
-        openid = wechat.payer_openid or actor.extra.get("openid")
-        if not openid:
-            raise Unprocessable("payments: WeChat Pay in the mini-program needs the payer's openid",
-                                code="validation_error", field=f"payments.{data.payments.index(wechat)}.payer_openid")
+        # A patient pays from their own bound WeChat account; staff may name the payer's (wechat_links decides).
+        openid = await wechat_links.payer_openid(session, actor, member_id=order.member_id,
+                                                 requested=wechat.payer_openid,
+                                                 field=f"payments.{data.payments.index(wechat)}.payer_openid")
         order.expires_at = now + timedelta(minutes=get_settings().wechat_pay_order_timeout_minutes)
         prepay_id = await client.create_jsapi_order(
             out_trade_no=wechat_payment.out_trade_no, description=f"{store.name}-{order.order_no}"[:127],
@@ -379,7 +352,7 @@ async def create_order(session: AsyncSession, actor: Actor, data: OrderCreate) -
                  store=str(store.id), total=order.total, tenders={t.method: t.amount for t in tenders},
                  lines=[{"type": b.row.type, "name": b.row.name, "amount": b.row.amount} for b in built])
     if wechat_payment is None:
-        await _complete(session, actor, order)
+        await complete_order(session, actor, order)
     return result
 
 
@@ -451,21 +424,21 @@ async def _apply_tenders(session: AsyncSession, actor: Actor, order: Order, tend
 # ---------------------------------------------------------------- completing (paid)
 
 
-async def _lines(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> list[OrderLine]:
+async def order_lines(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> list[OrderLine]:
     stmt = select(OrderLine).where(OrderLine.tenant_id == tenant_id, OrderLine.order_id == order_id)
     return list((await session.exec(stmt.order_by(OrderLine.line_no).execution_options(populate_existing=True))).all())
 
 
-async def _payments(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> list[Payment]:
+async def order_payments(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> list[Payment]:
     stmt = select(Payment).where(Payment.tenant_id == tenant_id, Payment.order_id == order_id)
     return list((await session.exec(stmt.order_by(Payment.id).execution_options(populate_existing=True))).all())
 
 
-async def _complete(session: AsyncSession, actor: Actor, order: Order) -> None:
+async def complete_order(session: AsyncSession, actor: Actor, order: Order) -> None:
     """Every tender succeeded: deliver what was bought and mark the order paid (once: callers hold the
     order's row lock and check it is pending)."""
-    lines = await _lines(session, order.tenant_id, order.id)
-    payments = await _payments(session, order.tenant_id, order.id)
+    lines = await order_lines(session, order.tenant_id, order.id)
+    payments = await order_payments(session, order.tenant_id, order.id)
     assert all(p.status == "succeeded" for p in payments), "completing an order with an unsettled tender"
     for line in lines:
         if line.type == "card":
@@ -490,7 +463,7 @@ async def _complete(session: AsyncSession, actor: Actor, order: Order) -> None:
     await session.flush()
     audit.record(session, "order.paid", "order", order.id, order_no=order.order_no, total=order.total,
                  points_earned=earned, issued_cards=[str(line.issued_card_id) for line in lines if line.issued_card_id])
-    await emit(session, "order.paid", {
+    await emit(session, ORDER_PAID, {
         "order_id": str(order.id), "order_no": order.order_no, "member_id": str(order.member_id),
         "store_id": str(order.store_id), "total": order.total, "paid_total": order.paid_total,
         "points_earned": earned,
@@ -507,225 +480,17 @@ def _s(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-# ---------------------------------------------------------------- WeChat Pay: notification, query, close
-
-
-@dataclass
-class PaymentOutcome:
-    result: str  # paid | duplicate | rejected | paid_after_cancel | not_paid
-    reason: str | None = None
-
-
-async def _locked_order(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> Order | None:
-    return await session.get(Order, (tenant_id, order_id), with_for_update=True, populate_existing=True)
-
-
-async def apply_wechat_payment(session: AsyncSession, actor: Actor, payment_id: UUID, transaction: dict[str, Any], *,
-                               source: str, client: WeChatPayClient) -> PaymentOutcome:
-    """WeChat says the payment `payment_id` was made (a verified notification, or our own query): check it
-    against what we asked for and, once only, mark it paid and complete the order. Locks the order first
-    (as cancel and the timeout job do), then the payment, so concurrent deliveries queue and the second
-    finds it done."""
-    peek = await session.get(Payment, (actor.tenant_id, payment_id))
-    if peek is None:
-        return PaymentOutcome("rejected", "unknown_order")
-    order = await _locked_order(session, actor.tenant_id, peek.order_id)
-    payment = await session.get(Payment, (actor.tenant_id, payment_id), with_for_update=True, populate_existing=True)
-    assert order is not None and payment is not None
-    if payment.status == "succeeded":
-        return PaymentOutcome("duplicate")
-    amount = transaction.get("amount") if isinstance(transaction.get("amount"), dict) else {}
-    problems = []
-    if transaction.get("trade_state") != "SUCCESS":
-        return PaymentOutcome("not_paid", str(transaction.get("trade_state")))
-    if amount.get("total") != payment.amount or amount.get("currency", "CNY") != "CNY":
-        problems.append("amount")
-    if transaction.get("mchid") != client.config.mchid:
-        problems.append("mchid")
-    if transaction.get("appid") != client.config.appid:
-        problems.append("appid")
-    if problems:
-        audit.record(session, "payment.wechat_rejected", "payment", payment.id, source=source,
-                     reason="mismatch:" + ",".join(problems), out_trade_no=payment.out_trade_no,
-                     expected_amount=payment.amount, notified_amount=amount.get("total"),
-                     notified_mchid=transaction.get("mchid"), notified_appid=transaction.get("appid"),
-                     transaction_id=transaction.get("transaction_id"))
-        return PaymentOutcome("rejected", "mismatch:" + ",".join(problems))
-    now = utcnow()
-    payment.status, payment.succeeded_at, payment.updated_at = "succeeded", now, now
-    payment.transaction_id = str(transaction.get("transaction_id") or "") or None
-    session.add(payment)
-    await session.flush()
-    audit.record(session, "payment.wechat_paid", "payment", payment.id, source=source, amount=payment.amount,
-                 transaction_id=payment.transaction_id, order=str(order.id))
-    if order.status != "pending":
-        # Paid after the order was cancelled (the payer finished on a stale page while it was closing):
-        # the money arrived and is recorded, and someone has to give it back.
-        await emit(session, "order.paid_after_cancel", {"order_id": str(order.id), "payment_id": str(payment.id),
-                                                        "member_id": str(order.member_id), "amount": payment.amount})
-        return PaymentOutcome("paid_after_cancel")
-    if any(p.status != "succeeded" for p in await _payments(session, actor.tenant_id, order.id)):
-        return PaymentOutcome("paid")  # another tender is still open (not possible today: one WeChat tender)
-    await _complete(session, actor, order)
-    return PaymentOutcome("paid")
-
-
-async def find_wechat_payment(out_trade_no: str) -> tuple[UUID, UUID] | None:
-    """(tenant_id, payment_id) of a WeChat payment: a system lookup, because WeChat's notification names
-    no tenant (the index ix_payments_out_trade_no serves it)."""
-    from app.core.db import session_scope
-
-    if not isinstance(out_trade_no, str) or not out_trade_no:
-        return None
-    async with session_scope(system=True) as session:
-        row = (await session.execute(text(
-            "SELECT tenant_id, id FROM payments WHERE out_trade_no = :o AND method = 'wechat_pay'"),
-            {"o": out_trade_no})).first()
-    return (row[0], row[1]) if row else None
-
-
-async def record_rejected_notification(tenant_id: UUID, payment_id: UUID, reason: str, detail: str) -> None:
-    """A notification we refused, in the audit log of the tenant it named (only when its encrypted part
-    proved readable with our key, so a stranger cannot write into a tenant's log)."""
-    from app.core.db import session_scope
-
-    async with session_scope(tenant_id) as session:
-        audit.record(session, "payment.wechat_rejected", "payment", payment_id, source="notification",
-                     reason=reason, detail=detail)
-
-
-@dataclass
-class NotifyAnswer:
-    """What to answer WeChat: 204 (received; WeChat stops resending) or a 4xx/5xx with WeChat's
-    `{"code": "FAIL", "message": …}` (WeChat resends later)."""
-
-    status: int
-    message: str | None = None
-
-
-async def receive_wechat_notification(headers: dict[str, str], body: bytes) -> NotifyAnswer:
-    """A payment notification, from verification to the completed order, in WeChat's answer terms.
-
-    Verification and decryption first (a forged, tampered or stale notification changes nothing); then
-    the tenant is found by out_trade_no with a system lookup, and the tenant's own transaction checks and
-    applies it (`apply_wechat_payment`: once only, under the order's row lock)."""
-    from app.core.context import RequestContext, current_context, reset_context, set_context
-    from app.core.db import session_scope
-    from app.integrations.wechat.pay import NotificationRejected, decrypt_resource
-
-    client = pay_client()
-    if client is None:
-        return NotifyAnswer(404, "WeChat Pay is not configured here")
-    try:
-        note = client.parse_notification(headers, body)
-    except NotificationRejected as exc:
-        log.warning("wechat pay notification rejected: %s (%s)", exc.code, exc.detail)
-        # Attribute it if its encrypted part opens with our key (AES-GCM proves whoever made it holds the
-        # key, so a stranger cannot write into a tenant's audit log) — a replay or a re-signed copy, say.
-        try:
-            envelope = json.loads(body)
-            resource = json.loads(decrypt_resource(client.config.api_v3_key, envelope["resource"]))
-            found = await find_wechat_payment(resource.get("out_trade_no"))
-        except Exception:  # noqa: BLE001 - unattributable: the log line above is all there is
-            found = None
-        if found is not None:
-            await record_rejected_notification(found[0], found[1], exc.code, exc.detail)
-        return NotifyAnswer(exc.status, exc.detail)
-    if note["event_type"] != "TRANSACTION.SUCCESS":
-        # Payment notifications only announce successes; anything else here has nothing for us to do.
-        log.info("wechat pay notification %s ignored (event %s)", note["id"], note["event_type"])
-        return NotifyAnswer(204)
-    resource = note["resource"]
-    found = await find_wechat_payment(resource.get("out_trade_no"))
-    if found is None:
-        log.warning("wechat pay notification for unknown out_trade_no %r", resource.get("out_trade_no"))
-        return NotifyAnswer(404, "unknown out_trade_no")
-    tenant_id, payment_id = found
-    ctx = current_context()
-    token = set_context(RequestContext(request_id=ctx.request_id, ip=ctx.ip, actor_type="system",
-                                       actor_id="wechat-pay-notify"))
-    try:
-        async with session_scope(tenant_id) as session:
-            outcome = await apply_wechat_payment(session, Actor.system(tenant_id), payment_id, resource,
-                                                 source="notification", client=client)
-    except AppError as exc:
-        # Paid, but the order could not be completed (a card template withdrawn meanwhile, a frozen card
-        # to top up): keep the money on record, tell staff, and stop WeChat's resending.
-        log.error("wechat pay: order completion failed for payment %s: %s", payment_id, exc.code)
-        async with session_scope(tenant_id) as session:
-            await record_paid_but_incomplete(session, Actor.system(tenant_id), payment_id, resource, exc)
-        return NotifyAnswer(204)
-    finally:
-        reset_context(token)
-    if outcome.result == "rejected":
-        return NotifyAnswer(400, f"rejected: {outcome.reason}")
-    return NotifyAnswer(204)  # paid now, paid before (a repeat), or nothing to do
-
-
-async def record_paid_but_incomplete(session: AsyncSession, actor: Actor, payment_id: UUID,
-                                     transaction: dict[str, Any], error: AppError) -> None:
-    payment = await session.get(Payment, (actor.tenant_id, payment_id), with_for_update=True, populate_existing=True)
-    if payment is None or payment.status == "succeeded":
-        return
-    now = utcnow()
-    payment.status, payment.succeeded_at, payment.updated_at = "succeeded", now, now
-    payment.transaction_id = str(transaction.get("transaction_id") or "") or None
-    session.add(payment)
-    await session.flush()
-    audit.record(session, "order.completion_failed", "order", payment.order_id, payment=str(payment.id),
-                 error=error.code, detail=error.detail)
-    await emit(session, "order.completion_failed", {"order_id": str(payment.order_id), "payment_id": str(payment.id),
-                                                    "error": error.code, "detail": error.detail})
-
-
-async def expire_order(session: AsyncSession, actor: Actor, order_id: UUID, client: WeChatPayClient | None) -> str:
-    """The timeout job's step for one order past `expires_at`: ask WeChat; complete it if it was paid,
-    else close the WeChat order and cancel ours (releasing the held tenders). Safe to run twice."""
-    order = await _locked_order(session, actor.tenant_id, order_id)
-    if order is None or order.status != "pending" or order.expires_at is None or order.expires_at > utcnow():
-        return "skipped"
-    wechat = next((p for p in await _payments(session, actor.tenant_id, order.id)
-                   if p.method == "wechat_pay" and p.status == "pending"), None)
-    if wechat is not None and client is not None:
-        state = await _query(client, wechat.out_trade_no)
-        if state.get("trade_state") == "SUCCESS":
-            outcome = await apply_wechat_payment(session, actor, wechat.id, state, source="query", client=client)
-            return outcome.result
-        try:
-            await client.close_order(wechat.out_trade_no)
-        except PayError as exc:
-            if exc.verified and exc.wechat_code == "ORDERPAID":  # paid between our query and the close
-                state = await _query(client, wechat.out_trade_no)
-                outcome = await apply_wechat_payment(session, actor, wechat.id, state, source="query", client=client)
-                return outcome.result
-            if not (exc.verified and exc.wechat_code in ("ORDER_NOT_EXIST", "ORDERCLOSED")):
-                raise
-    await _release(session, actor, order, "微信支付超时未付")
-    return "cancelled"
-
-
-async def _query(client: WeChatPayClient, out_trade_no: str) -> dict[str, Any]:
-    try:
-        return await client.query_order(out_trade_no)
-    except PayError as exc:
-        if exc.verified and exc.wechat_code == "ORDER_NOT_EXIST":
-            return {"trade_state": "NOTPAY"}  # never reached WeChat (the payer did not open the cashier)
-        raise
-
-
 # ---------------------------------------------------------------- cancelling
 
 
 async def cancel_order(session: AsyncSession, actor: Actor, order_id: UUID, reason: str | None) -> Order:
     """Cancel a pending (or draft) order: close its WeChat order first, then give back every held tender."""
-    order = await _locked_order(session, actor.tenant_id, order_id)
-    if order is None:
-        raise NotFound("order not found", code="order_not_found")
+    order = await get_or_404(session, Order, actor.tenant_id, order_id, code="order_not_found", lock=True)
     await _require_access(session, actor, order, write=True)
     if order.status not in ("pending", "draft"):
         raise Conflict(f"only a pending order can be cancelled; this one is {order.status} (refund it instead)",
                        code="order_not_cancellable", status_now=order.status)
-    wechat = next((p for p in await _payments(session, actor.tenant_id, order.id)
+    wechat = next((p for p in await order_payments(session, actor.tenant_id, order.id)
                    if p.method == "wechat_pay" and p.status == "pending"), None)
     client = pay_client()
     if wechat is not None:
@@ -740,11 +505,17 @@ async def cancel_order(session: AsyncSession, actor: Actor, order_id: UUID, reas
                                "notification arrives", code="order_already_paid") from None
             if not (exc.verified and exc.wechat_code in ("ORDER_NOT_EXIST", "ORDERCLOSED")):
                 raise
-    await _release(session, actor, order, reason or "取消订单")
+    await release_order(session, actor, order, reason or "取消订单")
     return order
 
 
-async def _release(session: AsyncSession, actor: Actor, order: Order, reason: str) -> None:
+async def locked_order(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> Order | None:
+    """The order under its row lock (re-read), or None: WeChat's notification and the timeout job take it
+    first, as cancel_order does, so they queue and each finds what the one before did."""
+    return await session.get(Order, (tenant_id, order_id), with_for_update=True, populate_existing=True)
+
+
+async def release_order(session: AsyncSession, actor: Actor, order: Order, reason: str) -> None:
     """Reverse everything the order held or applied (each context's reversal is idempotent), close its
     tenders and mark it cancelled."""
     system = Actor.system(actor.tenant_id)  # the order's own holds are undone whoever cancels it
@@ -752,7 +523,7 @@ async def _release(session: AsyncSession, actor: Actor, order: Order, reason: st
     await inventory.reverse(session, system, REF, order.id, reason)
     await loyalty.reverse_points(session, system, ref_type=REF, ref_id=str(order.id), by_ref_type="order_cancel",
                                  by_ref_id=str(order.id), reason=reason)
-    for payment in await _payments(session, order.tenant_id, order.id):
+    for payment in await order_payments(session, order.tenant_id, order.id):
         if payment.method == "coupon" and payment.status == "succeeded":
             await loyalty.restore_coupon(session, system, coupon_id=payment.coupon_id, ref_type=REF,
                                          ref_id=str(order.id), reason=reason)
@@ -765,8 +536,8 @@ async def _release(session: AsyncSession, actor: Actor, order: Order, reason: st
     session.add(order)
     await session.flush()
     audit.record(session, "order.cancel", "order", order.id, reason=reason, order_no=order.order_no)
-    await emit(session, "order.cancelled", {"order_id": str(order.id), "member_id": str(order.member_id),
-                                            "store_id": str(order.store_id), "reason": reason})
+    await emit(session, ORDER_CANCELLED, {"order_id": str(order.id), "member_id": str(order.member_id),
+                                          "store_id": str(order.store_id), "reason": reason})
 
 
 # ---------------------------------------------------------------- reading
@@ -784,9 +555,7 @@ async def _require_access(session: AsyncSession, actor: Actor, order: Order, *, 
 
 
 async def get_order(session: AsyncSession, actor: Actor, order_id: UUID) -> Order:
-    order = await session.get(Order, (actor.tenant_id, order_id))
-    if order is None:
-        raise NotFound("order not found", code="order_not_found")
+    order = await get_or_404(session, Order, actor.tenant_id, order_id, code="order_not_found")
     await _require_access(session, actor, order)
     return order
 
@@ -813,8 +582,7 @@ async def list_orders(session: AsyncSession, actor: Actor, params: PageParams, *
         stmt = stmt.where(Order.status == status)
     zone = ZoneInfo(DEFAULT_TIMEZONE)
     if store_id is not None and (date_from or date_to):
-        store = await session.get(Store, (actor.tenant_id, store_id))
-        zone = ZoneInfo(store.timezone) if store else zone
+        zone = tenancy.store_zone(await tenancy.store_row(session, actor.tenant_id, store_id))
     if date_from is not None:
         stmt = stmt.where(Order.created_at >= datetime.combine(date_from, time.min, zone))
     if date_to is not None:
@@ -823,8 +591,8 @@ async def list_orders(session: AsyncSession, actor: Actor, params: PageParams, *
 
 
 async def present(session: AsyncSession, order: Order, wechat_pay: WeChatPayParams | None = None) -> OrderOut:
-    lines = await _lines(session, order.tenant_id, order.id)
-    payments = await _payments(session, order.tenant_id, order.id)
+    lines = await order_lines(session, order.tenant_id, order.id)
+    payments = await order_payments(session, order.tenant_id, order.id)
     if wechat_pay is None and order.status == "pending":
         # A pending order can be paid again from its detail page (the payer closed the cashier, say).
         pending = next((p for p in payments if p.method == "wechat_pay" and p.prepay_id and p.status == "pending"),
@@ -833,7 +601,7 @@ async def present(session: AsyncSession, order: Order, wechat_pay: WeChatPayPara
         if pending is not None and client is not None:
             wechat_pay = WeChatPayParams(prepay_id=pending.prepay_id,
                                          mini_program_params=client.mini_program_params(pending.prepay_id))
-    earned = await _points_earned(session, order)
+    earned = await points_earned(session, order)
     return OrderOut(
         id=order.id, order_no=order.order_no, status=order.status, member_id=order.member_id,
         store_id=order.store_id, subtotal=order.subtotal, discount_total=order.discount_total, total=order.total,
@@ -847,126 +615,19 @@ async def present(session: AsyncSession, order: Order, wechat_pay: WeChatPayPara
         created_at=order.created_at)
 
 
-# ---------------------------------------------------------------- receipts
 
-
-async def receipt(session: AsyncSession, actor: Actor, order_id: UUID) -> Receipt:
-    order = await get_order(session, actor, order_id)
-    store = await session.get(Store, (order.tenant_id, order.store_id))
-    member = await members.get_member_row(session, Actor.system(order.tenant_id), order.member_id)
-    zone = ZoneInfo(store.timezone if store else DEFAULT_TIMEZONE)
-    lines = await _lines(session, order.tenant_id, order.id)
-    payments = [p for p in await _payments(session, order.tenant_id, order.id) if p.status in ("succeeded", "pending")]
-
-    def local(moment: datetime | None) -> str | None:
-        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else None
-
-    tenders = []
-    for p in payments:
-        detail = None
-        if p.method == "stored_value":
-            detail = f"本金 {_yuan(p.principal_used)} 赠送 {_yuan(p.bonus_used)}"
-        elif p.method == "points":
-            detail = f"{p.points} 积分"
-        elif p.method == "cash" and p.cash_received is not None:
-            detail = f"实收 {_yuan(p.cash_received)} 找零 {_yuan(p.change_given or 0)}"
-        elif p.method == "wechat_pay" and p.status == "pending":
-            detail = "待支付"
-        tenders.append(ReceiptTender(method=p.method, label=TENDER_LABELS[p.method], amount=p.amount, detail=detail))
-    return Receipt(
-        order_id=order.id, order_no=order.order_no, status=order.status, store_name=store.name if store else "",
-        store_address=store.address if store else None, member_name=member.name, member_phone=member.phone_masked,
-        opened_at=local(order.created_at) or "", paid_at=local(order.paid_at),
-        lines=[ReceiptLine(name=line.name, type=line.type, quantity=line.quantity, unit_price=line.unit_price,
-                           list_amount=line.list_amount,
-                           discount=line.line_discount + line.tier_discount + line.order_discount_share,
-                           amount=line.amount, settled_by_card=line.settled_by_card,
-                           note="次卡抵扣" if line.settled_by_card else (
-                               f"赠送 {_yuan(line.top_up_bonus)}" if line.type == "top_up" and line.top_up_bonus
-                               else None)) for line in lines],
-        subtotal=order.subtotal, discount_total=order.discount_total, total=order.total, tenders=tenders,
-        change_given=sum(p.change_given or 0 for p in payments),
-        points_earned=await _points_earned(session, order))
-
-
-async def _points_earned(session: AsyncSession, order: Order) -> int:
+async def points_earned(session: AsyncSession, order: Order) -> int:
+    """The points the order earned (0 until it is paid)."""
     if order.paid_at is None:
         return 0
     done = await loyalty.ref_points(session, Actor.system(order.tenant_id), ref_type=REF, ref_id=str(order.id))
     return done.earned
 
 
-def _yuan(fen: int) -> str:
+def yuan(fen: int) -> str:
+    """Fen as a receipt shows money: ¥12.30, -¥0.50."""
     sign = "-" if fen < 0 else ""
     return f"{sign}¥{abs(fen) // 100}.{abs(fen) % 100:02d}"
-
-
-def receipt_html(r: Receipt) -> str:
-    """A printable receipt (58/80 mm thermal printers print this page as is); every value is escaped."""
-    e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(line.name)}<br><small>{e(LINE_LABELS.get(line.type, line.type))}"
-        f"{' · ' + e(line.note) if line.note else ''}</small></td><td class=n>{line.quantity}</td>"
-        f"<td class=n>{e(_yuan(line.unit_price))}</td><td class=n>{e(_yuan(line.amount))}</td></tr>"
-        for line in r.lines)
-    tenders = "".join(
-        f"<tr><td>{e(t.label)}{'<br><small>' + e(t.detail) + '</small>' if t.detail else ''}</td>"
-        f"<td class=n colspan=3>{e(_yuan(t.amount))}</td></tr>" for t in r.tenders)
-    return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>小票 {e(r.order_no)}</title>
-<style>body{{font-family:"PingFang SC","Microsoft YaHei",sans-serif;width:72mm;margin:0 auto;font-size:12px}}
-h1{{font-size:16px;text-align:center;margin:4px 0}}table{{width:100%;border-collapse:collapse}}
-td,th{{padding:2px 0;vertical-align:top}}.n{{text-align:right;white-space:nowrap}}
-hr{{border:0;border-top:1px dashed #000}}small{{color:#555}}@media print{{button{{display:none}}}}</style>
-</head><body>
-<h1>{e(r.store_name)}</h1>
-{f'<p>地址：{e(r.store_address)}</p>' if r.store_address else ''}
-<p>单号：{e(r.order_no)}<br>状态：{e(STATUS_LABELS.get(r.status, r.status))}<br>开单时间：{e(r.opened_at)}
-{f'<br>支付时间：{e(r.paid_at)}' if r.paid_at else ''}<br>会员：{e(r.member_name)}
-{f' {e(r.member_phone)}' if r.member_phone else ''}</p>
-<hr><table><tr><th align=left>项目</th><th class=n>数量</th><th class=n>单价</th><th class=n>金额</th></tr>
-{rows}</table><hr>
-<table><tr><td>合计</td><td class=n colspan=3>{e(_yuan(r.subtotal))}</td></tr>
-<tr><td>优惠</td><td class=n colspan=3>-{e(_yuan(r.discount_total))}</td></tr>
-<tr><td><b>应收</b></td><td class=n colspan=3><b>{e(_yuan(r.total))}</b></td></tr></table><hr>
-<table><tr><th align=left colspan=4>支付方式</th></tr>{tenders}
-{f'<tr><td>找零</td><td class=n colspan=3>{e(_yuan(r.change_given))}</td></tr>' if r.change_given else ''}
-{f'<tr><td>本单积分</td><td class=n colspan=3>+{r.points_earned}</td></tr>' if r.points_earned else ''}
-</table><hr><p style="text-align:center">谢谢惠顾，祝您健康！</p>
-<button onclick="window.print()">打印</button>
-</body></html>
-"""
-
-
-# ---------------------------------------------------------------- member-tier discounts
-
-
-async def set_tier_discount(session: AsyncSession, actor: Actor, *, tag_name: str, percent_off: int,
-                            line_types: list[str] | None = None, active: bool = True) -> TierDiscount:
-    """Members tagged `tag_name` get `percent_off` % on lines of `line_types` (default services and products).
-    A price policy, so it needs catalog:write (the front desk sells, it does not set discounts)."""
-    actor.require("catalog:write")
-    if not 1 <= percent_off <= 90:
-        raise Unprocessable("percent_off: between 1 and 90", code="validation_error", field="percent_off")
-    types = line_types or ["service", "product"]
-    if not set(types) <= {"service", "product", "card", "top_up"}:
-        raise Unprocessable("line_types: service, product, card or top_up", code="validation_error",
-                            field="line_types")
-    row = (await session.exec(select(TierDiscount).where(TierDiscount.tenant_id == actor.tenant_id,
-                                                          TierDiscount.tag_name == tag_name))).first()
-    row = row or TierDiscount(tenant_id=actor.tenant_id, tag_name=tag_name, percent_off=percent_off)
-    row.percent_off, row.line_types, row.active = percent_off, types, active
-    session.add(row)
-    await session.flush()
-    audit.record(session, "tier_discount.set", "tier_discount", row.id, tag=tag_name, percent_off=percent_off,
-                 line_types=types, active=active)
-    return row
-
-
-async def list_tier_discounts(session: AsyncSession, actor: Actor) -> list[TierDiscount]:
-    actor.require("orders:read")
-    return list((await session.exec(select(TierDiscount).where(TierDiscount.tenant_id == actor.tenant_id)
-                                    .order_by(TierDiscount.tag_name))).all())
 
 
 # ---------------------------------------------------------------- plugged into members
@@ -980,7 +641,7 @@ async def _orders_timeline(session: AsyncSession, tenant_id: UUID, member_id: UU
         stmt = stmt.where(members.before_clause(Order.created_at, Order.id, before, "order:"))
     rows = (await session.exec(stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit))).all()
     return [TimelineItem(type="order", occurred_at=o.created_at, id=f"order:{o.id}",
-                         title=f"订单 {o.order_no} · {STATUS_LABELS.get(o.status, o.status)} · {_yuan(o.total)}",
+                         title=f"订单 {o.order_no} · {STATUS_LABELS.get(o.status, o.status)} · {yuan(o.total)}",
                          data={"order_id": str(o.id), "order_no": o.order_no, "status": o.status, "total": o.total,
                                "store_id": str(o.store_id)}) for o in rows]
 

@@ -1,4 +1,5 @@
-"""Refunds (退款): request, approval, execution back to the original tenders, WeChat refund notifications.
+"""Refunds (退款): request, approval, execution back to the original tenders. WeChat's part (asking WeChat
+once the refund has committed, and its refund notifications) is in wechat_refunds.py.
 
 The rules, in the order a refund meets them:
 
@@ -54,14 +55,10 @@ second one; a definite refusal marks the refund `failed` (the other tenders' ret
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -69,13 +66,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.context import RequestContext, current_context, reset_context, set_context
-from app.core.db import session_scope
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.core.outbox import OutboxEvent, emit
+from app.core.errors import Conflict, Forbidden, Unprocessable
+from app.core.events import emit
 from app.core.pagination import PageParams, paginate
-from app.domain.cards import service as cards
-from app.domain.checkout import orders, settings_service
+from app.core.rows import get_or_404
+from app.domain.cards import refunds as card_refunds
+from app.domain.checkout import settings_service
+from app.domain.checkout.events import (
+    REFUND_APPROVED,
+    REFUND_COMPLETED,
+    REFUND_REJECTED,
+    REFUND_REQUESTED,
+    WECHAT_REFUND_TOPIC,
+)
 from app.domain.checkout.models import Order, OrderLine, Payment, Refund, RefundAllocation, RefundApproval
 from app.domain.checkout.refund_schemas import (
     RefundAllocationOut,
@@ -86,16 +89,13 @@ from app.domain.checkout.refund_schemas import (
 )
 from app.domain.inventory import service as inventory
 from app.domain.loyalty import service as loyalty
-from app.domain.tenancy.models import Store
-from app.integrations.wechat.pay import NotificationRejected, PayError, WeChatPayClient
-from app.workers.registry import on
+from app.domain.tenancy import service as tenancy
 
 ALLOCATION_ORDER = ("wechat_pay", "stored_value", "cash", "points", "coupon")
 REFUNDABLE_ORDER_STATUSES = ("paid", "partially_refunded")
 # Requested but not executed yet: their amounts are reserved against the order.
 RESERVING_STATUSES = ("pending_approval", "approved")
 ORDER_REF = "order"  # how checkout names an order in the other contexts' ledgers
-WECHAT_REFUND_TOPIC = "refund.wechat_requested"
 REFUND_REF = "refund"
 
 
@@ -103,9 +103,7 @@ REFUND_REF = "refund"
 
 
 async def _order(session: AsyncSession, actor: Actor, order_id: UUID, *, lock: bool = False) -> Order:
-    order = await session.get(Order, (actor.tenant_id, order_id), with_for_update=lock, populate_existing=lock)
-    if order is None:
-        raise NotFound("order not found", code="order_not_found")
+    order = await get_or_404(session, Order, actor.tenant_id, order_id, code="order_not_found", lock=lock)
     actor.require_store(order.store_id)
     return order
 
@@ -134,9 +132,7 @@ async def _reserving(session: AsyncSession, order: Order, *, exclude: UUID | Non
 
 
 async def get_refund_row(session: AsyncSession, actor: Actor, refund_id: UUID, *, lock: bool = False) -> Refund:
-    refund = await session.get(Refund, (actor.tenant_id, refund_id), with_for_update=lock, populate_existing=lock)
-    if refund is None:
-        raise NotFound("refund not found", code="refund_not_found")
+    refund = await get_or_404(session, Refund, actor.tenant_id, refund_id, code="refund_not_found", lock=lock)
     actor.require_store(refund.store_id)
     return refund
 
@@ -279,7 +275,7 @@ async def _check_goods(session: AsyncSession, actor: Actor, line: OrderLine, amo
     if line.type in ("card", "top_up"):
         if card_id is None:
             raise Conflict(f"{field}: this line issued no card", code="card_not_issued", field=f"{field}.line_id")
-        quote = await cards.refund_quote(session, actor, card_id)
+        quote = await card_refunds.refund_quote(session, actor, card_id)
         if quote.status == "closed":
             raise Conflict(f"{field}: the card was closed already", code="card_closed", field=f"{field}.line_id")
         if quote.kind == "stored_value":
@@ -298,13 +294,13 @@ async def _check_goods(session: AsyncSession, actor: Actor, line: OrderLine, amo
 async def _session_card_cap(session: AsyncSession, actor: Actor, line: OrderLine, left: int) -> int:
     if line.type != "card" or line.issued_card_id is None:
         return left
-    quote = await cards.refund_quote(session, actor, line.issued_card_id)
+    quote = await card_refunds.refund_quote(session, actor, line.issued_card_id)
     if quote.kind == "stored_value" or quote.untouched:
         return left
     return min(left, quote.unused_value)
 
 
-def _value_out(line: OrderLine, quote: cards.RefundQuote, amount: int) -> tuple[int, int]:
+def _value_out(line: OrderLine, quote: card_refunds.RefundQuote, amount: int) -> tuple[int, int]:
     """Principal and bonus that refunding `amount` more of a stored-value sale or top-up line takes out."""
     if line.type == "top_up":
         principal, bonus = line.top_up_principal, line.top_up_bonus
@@ -316,8 +312,7 @@ def _value_out(line: OrderLine, quote: cards.RefundQuote, amount: int) -> tuple[
 
 
 async def _refund_no(session: AsyncSession, store_id: UUID, tenant_id: UUID) -> str:
-    store = await session.get(Store, (tenant_id, store_id))
-    day = utcnow().astimezone(ZoneInfo(store.timezone if store else "Asia/Shanghai"))
+    day = utcnow().astimezone(tenancy.store_zone(await tenancy.store_row(session, tenant_id, store_id)))
     return f"RF{day:%Y%m%d}{secrets.token_hex(5).upper()}"  # ≤ 64 with "-n": a valid out_refund_no
 
 
@@ -350,13 +345,14 @@ async def request_refund(session: AsyncSession, actor: Actor, order_id: UUID, da
     await session.flush()
     audit.record(session, "refund.request", "refund", refund.id, order=str(order.id), amount=data.amount,
                  reason=data.reason, lines=refund.lines, levels_required=refund.levels_required)
-    await emit(session, "refund.requested", _event(refund))
+    await emit(session, REFUND_REQUESTED, refund_payload(refund))
     if not needs_approval:
         await _execute(session, actor, refund, order)
     return refund
 
 
-def _event(refund: Refund, **extra: Any) -> dict[str, Any]:
+def refund_payload(refund: Refund, **extra: Any) -> dict[str, Any]:
+    """The payload of every refund event: the refund as it is after the change, and what the event adds."""
     return {"refund_id": str(refund.id), "order_id": str(refund.order_id), "store_id": str(refund.store_id),
             "amount": refund.amount, "status": refund.status, **extra}
 
@@ -403,7 +399,7 @@ async def decide(session: AsyncSession, actor: Actor, refund_id: UUID, decision:
         refund.status = "rejected"
         session.add(refund)
         await session.flush()
-        await emit(session, "refund.rejected", _event(refund, level=level))
+        await emit(session, REFUND_REJECTED, refund_payload(refund, level=level))
         return refund
     refund.levels_approved = level
     if level < refund.levels_required:
@@ -413,7 +409,7 @@ async def decide(session: AsyncSession, actor: Actor, refund_id: UUID, decision:
     refund.status = "approved"
     session.add(refund)
     await session.flush()
-    await emit(session, "refund.approved", _event(refund, levels=level))
+    await emit(session, REFUND_APPROVED, refund_payload(refund, levels=level))
     await _execute(session, actor, refund, await _order(session, actor, refund.order_id, lock=True))
     return refund
 
@@ -442,7 +438,7 @@ async def _execute(session: AsyncSession, actor: Actor, refund: Refund, order: O
             # ends exactly at bonus_used, so neither part is ever over-returned.
             principal = _running_share(payment.principal_used, payment.amount, before, after)
             bonus = amount - principal
-            await cards.refund_value(session, actor, payment.card_id, principal=principal, bonus=bonus,
+            await card_refunds.refund_value(session, actor, payment.card_id, principal=principal, bonus=bonus,
                                      store_id=refund.store_id, ref_type=REFUND_REF, ref_id=refund.id,
                                      reason=refund.reason, details={"purpose": "tender", "payment_id": str(payment.id),
                                                                     "order_id": str(order.id)})
@@ -477,9 +473,9 @@ async def _execute(session: AsyncSession, actor: Actor, refund: Refund, order: O
                  allocations=[{"method": a.method, "amount": a.amount, "payment": str(a.payment_id)}
                               for a in allocations], lines=refund.lines)
     if not wechat:
-        await emit(session, "refund.completed", _event(refund))
+        await emit(session, REFUND_COMPLETED, refund_payload(refund))
         return
-    # WeChat is asked after this transaction commits (see _request_wechat_refunds): the out_refund_no is
+    # WeChat is asked after this transaction commits (wechat_refunds.request_refunds): the out_refund_no is
     # then durable, so no failure on our side can ever make us ask WeChat for the same money twice.
     await emit(session, WECHAT_REFUND_TOPIC, {"refund_id": str(refund.id)})
 
@@ -515,18 +511,18 @@ async def _goods_back(session: AsyncSession, actor: Actor, refund: Refund, order
             card_id = line.issued_card_id if line.type == "card" else line.card_id
             left = line.amount - line.refunded_amount
             await _check_goods(session, actor, line, amount, left, "lines")
-            quote = await cards.refund_quote(session, actor, card_id)
+            quote = await card_refunds.refund_quote(session, actor, card_id)
             if quote.kind == "stored_value":
                 principal, bonus = _value_out(line, quote, amount)
                 bonus = min(bonus, quote.bonus_balance)  # spent bonus is forfeited, never charged for
                 if principal or bonus:
-                    await cards.refund_value(session, actor, card_id, principal=-principal, bonus=-bonus,
+                    await card_refunds.refund_value(session, actor, card_id, principal=-principal, bonus=-bonus,
                                              store_id=refund.store_id, ref_type=REFUND_REF, ref_id=refund.id,
                                              reason=refund.reason, details={"purpose": "goods",
                                                                             "line_id": str(line.id)})
                 effect.update(card_id=str(card_id), principal_out=principal, bonus_out=bonus)
             else:
-                written = await cards.close_for_refund(session, actor, card_id, store_id=refund.store_id,
+                written = await card_refunds.close_for_refund(session, actor, card_id, store_id=refund.store_id,
                                                        ref_type=REFUND_REF, ref_id=refund.id, reason=refund.reason)
                 effect.update(card_id=str(card_id), sessions_written_off=-sum(e.sessions_delta for e in written))
         line.refunded_amount += amount
@@ -559,163 +555,3 @@ async def _return_stock(session: AsyncSession, refund: Refund, order: Order, lin
             raise
         return sum(m.quantity for m in reversals)
     raise Conflict("this line's goods were returned already", code="goods_already_returned")
-
-
-@on(WECHAT_REFUND_TOPIC)
-async def _request_wechat_refunds(session: AsyncSession, event: OutboxEvent) -> None:
-    """Ask WeChat for each pending WeChat allocation of a committed refund. A timeout or a crash is retried
-    by the outbox with the same out_refund_no, which WeChat treats as the same refund; a definite refusal
-    (a verified 4xx answer) marks the refund failed, as an ABNORMAL notification would, for finance."""
-    refund = await session.get(Refund, (event.tenant_id, UUID(event.payload["refund_id"])), with_for_update=True)
-    if refund is None or refund.status != "processing":
-        return
-    rows = (await session.execute(
-        select(RefundAllocation, Payment)
-        .join(Payment, (Payment.tenant_id == RefundAllocation.tenant_id) & (Payment.id == RefundAllocation.payment_id))
-        .where(RefundAllocation.tenant_id == refund.tenant_id, RefundAllocation.refund_id == refund.id,
-               RefundAllocation.method == "wechat_pay", RefundAllocation.status == "pending",
-               RefundAllocation.wechat_refund_id.is_(None))
-        .order_by(RefundAllocation.out_refund_no))).all()
-    if not rows:
-        return
-    client = pay_client()
-    if client is None:
-        raise RuntimeError("WeChat Pay is not configured: a WeChat payment cannot be refunded")
-    now = utcnow()
-    for allocation, payment in rows:
-        try:
-            answer = await client.refund(out_trade_no=payment.out_trade_no, out_refund_no=allocation.out_refund_no,
-                                         refund_fen=allocation.amount, total_fen=payment.amount,
-                                         reason=refund.reason)
-        except PayError as exc:
-            if exc.verified and exc.http_status is not None and 400 <= exc.http_status < 500:
-                await _fail_allocation(session, refund, allocation, payment, outcome=exc.wechat_code or "REFUSED",
-                                       detail={"wechat_message": exc.wechat_message})
-                return
-            raise  # unknown outcome: retried with the same out_refund_no
-        allocation.wechat_refund_id = answer.get("refund_id") if isinstance(answer.get("refund_id"), str) else None
-        if answer.get("status") == "SUCCESS":  # WeChat sometimes settles at once; the notification then no-ops
-            allocation.status, allocation.succeeded_at = "succeeded", now
-        session.add(allocation)
-    await session.flush()
-    await complete_if_settled(session, refund)
-
-
-async def complete_if_settled(session: AsyncSession, refund: Refund) -> bool:
-    """Mark a processing refund completed once every allocation has succeeded (exactly once)."""
-    if refund.status != "processing":
-        return False
-    pending = (await session.execute(select(func.count()).select_from(RefundAllocation).where(
-        RefundAllocation.tenant_id == refund.tenant_id, RefundAllocation.refund_id == refund.id,
-        RefundAllocation.status != "succeeded"))).scalar_one()
-    if pending:
-        return False
-    refund.status, refund.completed_at = "completed", utcnow()
-    refund.updated_at = refund.completed_at
-    session.add(refund)
-    await session.flush()
-    await emit(session, "refund.completed", _event(refund))
-    return True
-
-
-def refund_time(value: Any) -> datetime | None:
-    """WeChat's `success_time` (RFC 3339), when it is one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-# ---------------------------------------------------------------- WeChat refund notifications
-
-
-def pay_client() -> WeChatPayClient | None:
-    return orders.pay_client()  # one switch for checkout (tests point both at the fake at once)
-
-
-REFUND_EVENTS = {"REFUND.SUCCESS": "SUCCESS", "REFUND.ABNORMAL": "ABNORMAL", "REFUND.CLOSED": "CLOSED"}
-
-
-async def handle_refund_notification(headers: Mapping[str, str], body: bytes) -> None:
-    """Settle one WeChat refund allocation from WeChat's signed refund notification.
-
-    `parse_notification` proves origin and freshness (forged, tampered or stale → `NotificationRejected`,
-    a 4xx, so nothing is touched). The allocation is found by `out_refund_no` (a system lookup: the
-    notification names no tenant) and must match the notification's order and amount. SUCCESS marks it
-    succeeded once — under a row lock, so the fifth delivery (or a concurrent one) finds it settled and
-    does nothing — and completes the refund when it was the last. ABNORMAL / CLOSED marks it failed and the
-    refund `failed`, giving its amount back to the order's refundable total: the money did not leave, and
-    finance settles it by hand (WeChat's 异常退款 needs the merchant platform anyway).
-    """
-    client = pay_client()
-    if client is None:
-        raise NotFound("WeChat Pay is not configured", code="wechat_pay_disabled")
-    note = client.parse_notification(headers, body)
-    resource = note["resource"]
-    outcome = REFUND_EVENTS.get(note["event_type"]) or resource.get("refund_status")
-    out_refund_no = resource.get("out_refund_no")
-    if outcome not in ("SUCCESS", "ABNORMAL", "CLOSED") or not isinstance(out_refund_no, str):
-        raise NotificationRejected("malformed", "not a refund notification")
-    ctx = current_context()
-    token = set_context(RequestContext(request_id=ctx.request_id, ip=ctx.ip, actor_type="system",
-                                       actor_id="wechat-pay-refund-notify"))
-    try:
-        await _settle_allocation(note, resource, outcome, out_refund_no)
-    finally:
-        reset_context(token)
-
-
-async def _settle_allocation(note: dict[str, Any], resource: dict[str, Any], outcome: str,
-                             out_refund_no: str) -> None:
-    async with session_scope(system=True) as lookup:
-        tenant_id = (await lookup.execute(select(RefundAllocation.tenant_id).where(
-            RefundAllocation.out_refund_no == out_refund_no))).scalars().first()
-    if tenant_id is None:
-        raise NotificationRejected("malformed", "unknown out_refund_no")
-    async with session_scope(tenant_id) as session:
-        allocation = (await session.exec(select(RefundAllocation).where(
-            RefundAllocation.tenant_id == tenant_id, RefundAllocation.out_refund_no == out_refund_no)
-            .with_for_update().execution_options(populate_existing=True))).one()
-        payment = await session.get(Payment, (tenant_id, allocation.payment_id))
-        amount = resource.get("amount") if isinstance(resource.get("amount"), dict) else {}
-        if resource.get("out_trade_no") != payment.out_trade_no or amount.get("refund") != allocation.amount:
-            raise NotificationRejected("malformed", "the notification does not match the refund we asked for")
-        if allocation.status != "pending":
-            return  # settled by an earlier delivery
-        refund = await session.get(Refund, (tenant_id, allocation.refund_id), with_for_update=True,
-                                   populate_existing=True)
-        if isinstance(resource.get("refund_id"), str):
-            allocation.wechat_refund_id = resource["refund_id"]
-        if outcome == "SUCCESS":
-            allocation.status = "succeeded"
-            allocation.succeeded_at = refund_time(resource.get("success_time")) or utcnow()
-            session.add(allocation)
-            await session.flush()
-            audit.record(session, "refund.wechat_succeeded", "refund", refund.id, out_refund_no=out_refund_no,
-                         amount=allocation.amount, notification=note["id"])
-            await complete_if_settled(session, refund)
-            return
-        await _fail_allocation(session, refund, allocation, payment, outcome=outcome,
-                               detail={"notification": note["id"]})
-
-
-async def _fail_allocation(session: AsyncSession, refund: Refund, allocation: RefundAllocation, payment: Payment,
-                           *, outcome: str, detail: dict[str, Any]) -> None:
-    """The WeChat part of a refund did not happen: its amount goes back to the order's refundable total
-    and the refund is `failed`; what the other tenders already returned stays, for finance to settle."""
-    allocation.status = "failed"
-    session.add(allocation)
-    order = await session.get(Order, (refund.tenant_id, refund.order_id), with_for_update=True,
-                              populate_existing=True)
-    payment.refunded_amount -= allocation.amount
-    order.refunded_total -= allocation.amount
-    order.status = "paid" if order.refunded_total == 0 else "partially_refunded"
-    refund.status, refund.updated_at = "failed", utcnow()
-    session.add_all([payment, order, refund])
-    await session.flush()
-    audit.record(session, "refund.wechat_failed", "refund", refund.id, out_refund_no=allocation.out_refund_no,
-                 amount=allocation.amount, outcome=outcome, **detail)
-    await emit(session, "refund.failed", _event(refund, out_refund_no=allocation.out_refund_no, outcome=outcome))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Column, Index, Text, UniqueConstraint
+from sqlalchemy import ARRAY, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.core.models import TENANT_TABLES, TenantRow, created_at_field, tenant_fk, timestamp_field
@@ -64,6 +64,8 @@ class RefreshToken(TenantRow, table=True):
     __table_args__ = (
         UniqueConstraint("tenant_id", "token_hash"),
         Index("ix_refresh_tokens_family", "tenant_id", "family_id"),
+        # Each process reads the sign-ins ended since its last read (revocations.py).
+        Index("ix_refresh_tokens_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
     )
 
     family_id: UUID

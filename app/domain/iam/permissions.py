@@ -46,6 +46,7 @@ PERMISSIONS: dict[str, str] = {
     "refunds:write": "Request refunds",
     "refunds:approve": "Approve refunds",
     "reports:read": "See reports and the daily close",
+    "reports:close": "Close a store's day (日结): its figures are frozen",
     "loyalty:write": "Issue coupons and adjust points",
     "marketing:write": "Run campaigns",
     "clinical:read": "Read clinical records",
@@ -102,7 +103,7 @@ PRESET_ROLES: dict[str, tuple[str, set[str]]] = {
     ),
     "finance": (
         "Finance: money, reports and approvals across stores",
-        {"stores:read", "stores:all", "orders:read", "refunds:approve", "reports:read"}
+        {"stores:read", "stores:all", "orders:read", "refunds:approve", "reports:read", "reports:close"}
         | {"commissions:read", "cards:read", "members:read", "audit:read", "inventory:read"},
     ),
 }

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.schemas import Strict
+from app.core.schemas import Name, Strict
 from app.domain.tenancy.schemas import TENANT_CODE_PATTERN
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
@@ -37,14 +37,14 @@ class TokenResponse(BaseModel):
 class StaffCreate(Strict):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=8, max_length=128)
-    display_name: str = Field(min_length=1, max_length=60)
+    display_name: Name = Field(min_length=1, max_length=60)
     roles: list[str] = Field(min_length=1, max_length=10)
     store_ids: list[UUID] = Field(default_factory=list, max_length=200)
     wecom_userid: str | None = Field(None, max_length=64)
 
 
 class StaffUpdate(Strict):
-    display_name: str | None = Field(None, min_length=1, max_length=60)
+    display_name: Name | None = Field(None, min_length=1, max_length=60)
     roles: list[str] | None = Field(None, min_length=1, max_length=10)
     store_ids: list[UUID] | None = Field(None, max_length=200)
     active: bool | None = None
@@ -100,7 +100,7 @@ class PermissionOut(BaseModel):
 
 
 class ApiClientCreate(Strict):
-    name: str = Field(min_length=1, max_length=100)
+    name: Name = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(min_length=1, max_length=100)
     store_ids: list[UUID] = Field(default_factory=list, max_length=200)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from datetime import timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -15,11 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.db import session_scope, set_tenant
-from app.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, Unprocessable
+from app.core.db import SessionFactory, after_commit, set_tenant
+from app.core.errors import Conflict, Forbidden, TooManyRequests, Unauthorized, Unprocessable
 from app.core.ids import new_id
 from app.core.pagination import PageParams, paginate
 from app.core.redis import rkey
+from app.core.rows import get_or_404
 from app.core.security import (
     hash_password,
     hash_token,
@@ -30,6 +34,7 @@ from app.core.security import (
 from app.core.settings import get_settings
 from app.domain.iam.models import ApiClient, RefreshToken, Role, Staff, StaffRole, StaffStore
 from app.domain.iam.permissions import PERMISSIONS, PRESET_ROLES
+from app.domain.iam.revocations import revoked_sessions
 from app.domain.iam.schemas import (
     ApiClientCreate,
     RoleCreate,
@@ -95,14 +100,13 @@ async def create_role(session: AsyncSession, actor: Actor, data: RoleCreate) -> 
     session.add(role)
     await session.flush()
     audit.record(session, "role.create", "role", role.id, after={"name": role.name, "permissions": permissions})
+    staff_actors.forget_after_commit(session, actor.tenant_id)
     return role
 
 
 async def update_role(session: AsyncSession, actor: Actor, role_id: UUID, data: RoleUpdate) -> Role:
     actor.require("roles:write")
-    role = await session.get(Role, (actor.tenant_id, role_id))
-    if role is None:
-        raise NotFound("role not found", code="role_not_found")
+    role = await get_or_404(session, Role, actor.tenant_id, role_id, code="role_not_found")
     if role.preset:
         raise Conflict("preset roles cannot be changed; define a role of your own", code="preset_role")
     before = audit.snapshot(role, fields=["description", "permissions"])
@@ -114,6 +118,7 @@ async def update_role(session: AsyncSession, actor: Actor, role_id: UUID, data: 
     await session.flush()
     audit.record(session, "role.update", "role", role.id, before=before,
                  after=audit.snapshot(role, fields=["description", "permissions"]))
+    staff_actors.forget_after_commit(session, actor.tenant_id)
     return role
 
 
@@ -157,6 +162,7 @@ def _require_store_scope(actor: Actor, store_ids: list[UUID]) -> None:
 async def _set_staff_roles_and_stores(
     session: AsyncSession, actor: Actor, staff: Staff, roles: list[str] | None, store_ids: list[UUID] | None
 ) -> None:
+    staff_actors.forget_after_commit(session, staff.tenant_id, staff.id)
     if roles is not None:
         role_rows = await _roles_by_name(session, actor, roles)
         await session.execute(delete(StaffRole).where(StaffRole.tenant_id == staff.tenant_id,
@@ -190,10 +196,8 @@ async def create_staff(session: AsyncSession, actor: Actor, data: StaffCreate) -
 
 
 async def _visible_staff(session: AsyncSession, actor: Actor, staff_id: UUID) -> Staff:
-    staff = await session.get(Staff, (actor.tenant_id, staff_id))
-    if staff is None:
-        raise NotFound("staff member not found", code="staff_not_found")
-    return staff
+    return await get_or_404(session, Staff, actor.tenant_id, staff_id, code="staff_not_found",
+                            detail="staff member not found")
 
 
 async def get_staff(session: AsyncSession, actor: Actor, staff_id: UUID) -> StaffOut:
@@ -211,11 +215,10 @@ async def list_staff(session: AsyncSession, actor: Actor, params: PageParams, st
     return [await _staff_out(session, s) for s in rows], cursor
 
 
-async def update_staff(
-    session: AsyncSession, redis: Redis, actor: Actor, staff_id: UUID, data: StaffUpdate
-) -> StaffOut:
+async def update_staff(session: AsyncSession, actor: Actor, staff_id: UUID, data: StaffUpdate) -> StaffOut:
     actor.require("staff:write")
     staff = await _visible_staff(session, actor, staff_id)
+    staff_actors.forget_after_commit(session, staff.tenant_id, staff.id)  # name, state, roles, stores
     before = await _staff_out(session, staff)
     # A store-scoped manager may only manage staff who work solely in their own stores.
     if actor.store_ids is not None and (not before.store_ids or not set(before.store_ids) <= actor.store_ids):
@@ -234,7 +237,7 @@ async def update_staff(
     session.add(staff)
     await _set_staff_roles_and_stores(session, actor, staff, data.roles, data.store_ids)
     if data.active is False or data.password is not None:
-        await _revoke_subject_tokens(session, redis, staff.tenant_id, staff.id)
+        await _revoke_subject_tokens(session, staff.tenant_id, staff.id)
     after = await _staff_out(session, staff)
     audit.record(session, "staff.update", "staff", staff.id,
                  before=before.model_dump(exclude={"created_at"}),
@@ -253,6 +256,20 @@ async def create_owner(session: AsyncSession, tenant_id: UUID, username: str, pa
     audit.record(session, "staff.create", "staff", staff.id, tenant_id=tenant_id,
                  after={"username": username, "roles": ["owner"]})
     return staff
+
+
+async def set_staff_details(session: AsyncSession, tenant_id: UUID, username: str, *,
+                            display_name: str | None = None, level: str | None = None) -> None:
+    """Seeding: give a staff member a display name or a commission level (junior, senior, …), as the demo
+    tenant has them. Not audited, like the rest of the seed; the staff API does not set levels."""
+    staff = (await session.exec(select(Staff).where(Staff.tenant_id == tenant_id,
+                                                    Staff.username == username))).one()
+    if display_name is not None:
+        staff.display_name = display_name
+    if level is not None:
+        staff.level = level
+    staff_actors.forget_after_commit(session, tenant_id, staff.id)
+    session.add(staff)
 
 
 # ---------------------------------------------------------------- the actor behind a token
@@ -274,14 +291,52 @@ _STAFF_ACTOR = text(
 )
 
 
+class _StaffActors:
+    """Staff actors as this process last loaded them, for `actor_cache_seconds`: a request then needs no query
+    to know who calls. A change of roles, role permissions, stores or the account made by this process is
+    forgotten once it commits; one made by another process is seen within `actor_cache_seconds`. (Ended
+    sign-ins do not wait for this: they are checked on every request, see revocations.py.)"""
+
+    def __init__(self) -> None:
+        self._actors: dict[tuple[UUID, UUID], tuple[float, Actor]] = {}
+
+    def get(self, tenant_id: UUID, staff_id: UUID) -> Actor | None:
+        found = self._actors.get((tenant_id, staff_id))
+        if found is None or time.monotonic() - found[0] > get_settings().actor_cache_seconds:
+            return None
+        return found[1]
+
+    def put(self, actor: Actor) -> None:
+        if len(self._actors) > 50_000:  # bounded: a process serves a bounded staff
+            self._actors.clear()
+        self._actors[(actor.tenant_id, actor.id)] = (time.monotonic(), actor)
+
+    def forget_after_commit(self, session: AsyncSession, tenant_id: UUID, staff_id: UUID | None = None) -> None:
+        """Forget one staff member (or, with None, the whole tenant: a role's permissions changed) once the
+        transaction commits."""
+        def forget() -> None:
+            for key in [k for k in self._actors if k[0] == tenant_id and staff_id in (None, k[1])]:
+                del self._actors[key]
+
+        after_commit(session, forget, f"staff-actors:{tenant_id}:{staff_id}")
+
+
+staff_actors = _StaffActors()
+
+
 async def load_staff_actor(session: AsyncSession, tenant_id: UUID, staff_id: UUID, session_id: str | None) -> Actor:
+    cached = staff_actors.get(tenant_id, staff_id)
+    if cached is not None:
+        return replace(cached, session_id=session_id)
     row = (await session.execute(_STAFF_ACTOR, {"tenant_id": tenant_id, "id": staff_id})).first()
     if row is None or not row.active:
         raise Unauthorized("this account is disabled or no longer exists", code="account_disabled")
     permissions = frozenset(row.permissions)
     stores = None if "stores:all" in permissions else frozenset(row.store_ids)
-    return Actor(tenant_id=tenant_id, kind="staff", id=staff_id, permissions=permissions, store_ids=stores,
-                 roles=tuple(row.roles), session_id=session_id, display_name=row.display_name)
+    actor = Actor(tenant_id=tenant_id, kind="staff", id=staff_id, permissions=permissions, store_ids=stores,
+                  roles=tuple(row.roles), session_id=session_id, display_name=row.display_name)
+    staff_actors.put(actor)
+    return actor
 
 
 async def load_integration_actor(session: AsyncSession, tenant_id: UUID, client_uuid: UUID, scopes: list[str]) -> Actor:
@@ -292,16 +347,6 @@ async def load_integration_actor(session: AsyncSession, tenant_id: UUID, client_
     stores = None if not client.store_ids else frozenset(UUID(s) for s in client.store_ids)
     return Actor(tenant_id=tenant_id, kind="integration", id=client.id, permissions=permissions,
                  store_ids=stores, roles=("integration",), display_name=client.name)
-
-
-async def load_patient_actor(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> Actor:
-    """A patient from the mini-program: no staff permissions; services check they act on themselves."""
-    status = (await session.execute(text("SELECT status FROM members WHERE tenant_id = :t AND id = :m"),
-                                    {"t": tenant_id, "m": member_id})).scalar_one_or_none()
-    if status != "active":
-        raise Unauthorized("this member account is closed or no longer exists", code="account_disabled")
-    return Actor(tenant_id=tenant_id, kind="patient", id=member_id, permissions=frozenset(),
-                 store_ids=None, roles=("patient",))
 
 
 # ---------------------------------------------------------------- sign-in and tokens
@@ -410,13 +455,13 @@ def _split_refresh(token: str) -> UUID:
         raise Unauthorized("refresh token is not valid", code="invalid_refresh_token") from exc
 
 
-async def revoke_family(tenant_id: UUID, family_id: UUID, redis: Redis, reason: str) -> None:
-    """Revoke a login (all its refresh tokens and, through Redis, its live access tokens).
+async def revoke_family(sessions: SessionFactory, tenant_id: UUID, family_id: UUID, reason: str) -> None:
+    """Revoke a login: all its refresh tokens and, through `revocations`, its live access tokens.
 
-    Runs in its own transaction: a reuse attack is answered with 401, and the revocation must
-    survive the rollback of the request that detected it.
+    Runs in its own transaction (from `sessions`): a reuse attack is answered with 401, and the revocation
+    must survive the rollback of the request that detected it.
     """
-    async with session_scope(tenant_id) as session:
+    async with sessions(tenant_id) as session:
         await session.execute(
             update(RefreshToken)
             .where(RefreshToken.tenant_id == tenant_id, RefreshToken.family_id == family_id,
@@ -424,18 +469,11 @@ async def revoke_family(tenant_id: UUID, family_id: UUID, redis: Redis, reason: 
             .values(revoked_at=utcnow())
         )
         audit.record(session, "auth.revoke", "session", family_id, reason=reason)
-    await _revoke_access_tokens(redis, [family_id])
+    revoked_sessions.add([family_id])
 
 
-async def _revoke_access_tokens(redis: Redis, family_ids: list[UUID]) -> None:
-    """Access tokens are checked against these marks until the last one issued has expired."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for family_id in family_ids:
-            pipe.set(rkey("revoked_sid", family_id), "1", ex=get_settings().access_token_ttl_seconds + 60)
-        await pipe.execute()
-
-
-async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> TokenResponse:
+async def refresh(session: AsyncSession, refresh_token: str, *, sessions: SessionFactory) -> TokenResponse:
+    """`sessions` opens the transaction that revokes a sign-in whose spent token came back."""
     tenant_id = _split_refresh(refresh_token)
     await set_tenant(session, tenant_id)
     token_hash = hash_token(refresh_token)
@@ -463,7 +501,7 @@ async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> To
             # token after that is no sign of theft, and there is nothing left to end.
             raise Unauthorized("this sign-in was ended; sign in again", code="refresh_token_revoked")
         # A spent token presented again means it was copied: end that whole sign-in.
-        await revoke_family(tenant_id, known.family_id, redis, "refresh token reuse")
+        await revoke_family(sessions, tenant_id, known.family_id, "refresh token reuse")
         raise Unauthorized("refresh token was already used; this sign-in has been revoked",
                            code="refresh_token_reused")
     await savepoint.commit()
@@ -475,20 +513,16 @@ async def refresh(session: AsyncSession, redis: Redis, refresh_token: str) -> To
     return await _issue_staff_tokens(session, tenant_id, spent.subject_id, spent.family_id)
 
 
-async def logout(session: AsyncSession, redis: Redis, actor: Actor) -> None:
+async def logout(actor: Actor, *, sessions: SessionFactory) -> None:
     if actor.session_id:
-        await revoke_family(actor.tenant_id, UUID(actor.session_id), redis, "logout")
+        await revoke_family(sessions, actor.tenant_id, UUID(actor.session_id), "logout")
 
 
-async def is_session_revoked(redis: Redis, session_id: str) -> bool:
-    return bool(await redis.exists(rkey("revoked_sid", session_id)))
-
-
-async def _revoke_subject_tokens(session: AsyncSession, redis: Redis, tenant_id: UUID, subject_id: UUID) -> None:
+async def _revoke_subject_tokens(session: AsyncSession, tenant_id: UUID, subject_id: UUID) -> None:
     """End every sign-in of a staff member: a changed password must lock out whoever knew the old one.
 
-    The Redis marks are set before this transaction commits; if it then rolls back, the sign-ins
-    were ended for nothing, which is the safe way round.
+    This process refuses them at once, before the transaction commits; if it then rolls back, the sign-ins
+    were refused here for nothing until the next read of revocations, which is the safe way round.
     """
     families = (await session.execute(
         update(RefreshToken)
@@ -497,8 +531,7 @@ async def _revoke_subject_tokens(session: AsyncSession, redis: Redis, tenant_id:
         .values(revoked_at=utcnow())
         .returning(RefreshToken.family_id)
     )).scalars().all()
-    if families:
-        await _revoke_access_tokens(redis, sorted(set(families), key=str))
+    revoked_sessions.add(sorted(set(families), key=str))
 
 
 # ---------------------------------------------------------------- integration clients
@@ -514,7 +547,7 @@ async def create_api_client(session: AsyncSession, actor: Actor, data: ApiClient
     actor.require("api_clients:write")
     scopes = _check_permissions(actor, data.scopes)
     await tenancy.require_stores_exist(session, actor.tenant_id, set(data.store_ids))
-    tenant = await session.get(tenancy.Tenant, actor.tenant_id)
+    tenant = await tenancy.tenant_row(session, actor.tenant_id)
     secret = new_secret()
     client = ApiClient(tenant_id=actor.tenant_id, client_id=f"{tenant.code}.{new_secret(12)}",
                        secret_hash=hash_password(secret), name=data.name, scopes=scopes,
@@ -535,9 +568,8 @@ async def list_api_clients(session: AsyncSession, actor: Actor) -> list[dict]:
 
 async def revoke_api_client(session: AsyncSession, actor: Actor, client_uuid: UUID) -> dict:
     actor.require("api_clients:write")
-    client = await session.get(ApiClient, (actor.tenant_id, client_uuid))
-    if client is None:
-        raise NotFound("integration client not found", code="api_client_not_found")
+    client = await get_or_404(session, ApiClient, actor.tenant_id, client_uuid, code="api_client_not_found",
+                              detail="integration client not found")
     client.active = False
     client.revoked_at = utcnow()
     session.add(client)
@@ -574,3 +606,90 @@ async def client_credentials(
     client.last_used_at = utcnow()
     session.add(client)
     return TokenResponse(access_token=access, expires_in=ttl, scope=" ".join(granted))
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read this one only through the functions below (never its models, never raw SQL on its tables).
+
+
+async def active_staff_with_role(session: AsyncSession, tenant_id: UUID, role_name: str, *,
+                                 store_id: UUID | None = None) -> list[UUID]:
+    """The active staff members holding the role (and working in the store, when given), by id."""
+    stmt = (select(Staff.id)
+            .join(StaffRole, (StaffRole.tenant_id == Staff.tenant_id) & (StaffRole.staff_id == Staff.id))
+            .join(Role, (Role.tenant_id == StaffRole.tenant_id) & (Role.id == StaffRole.role_id))
+            .where(Staff.tenant_id == tenant_id, Staff.active, Role.name == role_name))
+    if store_id is not None:
+        stmt = stmt.join(StaffStore, (StaffStore.tenant_id == Staff.tenant_id) & (StaffStore.staff_id == Staff.id)
+                         & (StaffStore.store_id == store_id))
+    return list((await session.exec(stmt.distinct().order_by(Staff.id))).all())
+
+
+async def role_names(session: AsyncSession, tenant_id: UUID) -> set[str]:
+    """The names of the tenant's roles (presets and its own)."""
+    return set((await session.exec(select(Role.name).where(Role.tenant_id == tenant_id))).all())
+
+
+async def existing_staff_ids(session: AsyncSession, tenant_id: UUID, staff_ids: set[UUID]) -> set[UUID]:
+    """Which of these staff members exist (active or not); unknown ids are left out."""
+    if not staff_ids:
+        return set()
+    return set((await session.exec(select(Staff.id).where(Staff.tenant_id == tenant_id,
+                                                          Staff.id.in_(staff_ids)))).all())
+
+
+class StaffName(NamedTuple):
+    id: UUID
+    username: str
+    display_name: str
+
+
+async def staff_names(session: AsyncSession, tenant_id: UUID) -> list[StaffName]:
+    """Every staff member's id, username and display name (active or not), to match names in a file to staff."""
+    rows = (await session.exec(select(Staff.id, Staff.username, Staff.display_name)
+                               .where(Staff.tenant_id == tenant_id))).all()
+    return [StaffName(*row) for row in rows]
+
+
+async def staff_row(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> Staff | None:
+    """The staff member (active or not), or None; no permission check (the caller has made its own)."""
+    return await session.get(Staff, (tenant_id, staff_id))
+
+
+async def staff_at_store(session: AsyncSession, tenant_id: UUID, staff_id: UUID,
+                         store_id: UUID) -> tuple[Staff, bool] | None:
+    """The staff member and whether they work in the store, in one query; None when there is no such one."""
+    row = (await session.execute(select(Staff, StaffStore.store_id).outerjoin(
+        StaffStore, (StaffStore.tenant_id == Staff.tenant_id) & (StaffStore.staff_id == Staff.id)
+        & (StaffStore.store_id == store_id)).where(Staff.tenant_id == tenant_id, Staff.id == staff_id))).first()
+    return None if row is None else (row[0], row[1] is not None)
+
+
+async def staff_store_ids(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> set[UUID]:
+    """The stores the staff member works in."""
+    return set((await session.exec(select(StaffStore.store_id).where(
+        StaffStore.tenant_id == tenant_id, StaffStore.staff_id == staff_id))).all())
+
+
+async def staff_ids_in_stores(session: AsyncSession, tenant_id: UUID, store_ids: set[UUID]) -> set[UUID]:
+    """Everyone who works in any of the stores (active or not)."""
+    if not store_ids:
+        return set()
+    return set((await session.exec(select(StaffStore.staff_id).where(
+        StaffStore.tenant_id == tenant_id, StaffStore.store_id.in_(store_ids)))).all())
+
+
+async def active_staff_ids(session: AsyncSession, tenant_id: UUID, staff_ids: set[UUID]) -> set[UUID]:
+    """Which of these staff members are active (unknown ids are left out)."""
+    if not staff_ids:
+        return set()
+    return set((await session.exec(select(Staff.id).where(
+        Staff.tenant_id == tenant_id, Staff.id.in_(staff_ids), Staff.active))).all())
+
+
+async def active_staff_of_store(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> list[Staff]:
+    """The store's active staff, by display name (then id)."""
+    return list((await session.exec(
+        select(Staff).join(StaffStore, (StaffStore.tenant_id == Staff.tenant_id) & (StaffStore.staff_id == Staff.id))
+        .where(Staff.tenant_id == tenant_id, StaffStore.store_id == store_id, Staff.active)
+        .order_by(Staff.display_name, Staff.id))).all())

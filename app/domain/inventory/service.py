@@ -29,11 +29,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.errors import Conflict, NotFound
+from app.core.events import emit
 from app.core.ids import new_id
-from app.core.outbox import emit
 from app.core.pagination import PageParams, decode_cursor, encode_cursor, paginate
+from app.core.rows import get_or_404
 from app.domain.catalog import service as catalog
 from app.domain.catalog.service import StockItem, invalid
+from app.domain.inventory.events import LOW_STOCK_TOPIC
 from app.domain.inventory.models import ItemKind, MovementKind, StockBalance, StockMovement
 from app.domain.inventory.schemas import (
     ItemRef,
@@ -45,7 +47,6 @@ from app.domain.inventory.schemas import (
 )
 from app.domain.tenancy import service as tenancy
 
-LOW_STOCK_TOPIC = "inventory.low_stock"
 TRANSFER_REF = "stock_transfer"
 
 
@@ -72,14 +73,6 @@ class _Change:
 
 
 # ---------------------------------------------------------------- the one way stock moves
-
-
-async def negative_stock_allowed(session: AsyncSession, tenant_id: UUID) -> bool:
-    """tenants.settings["allow_negative_stock"] is true: sell or consume what the system has not seen arrive."""
-    from app.domain.tenancy.models import Tenant  # tenancy's service has no settings accessor yet
-
-    settings = (await session.exec(select(Tenant.settings).where(Tenant.id == tenant_id))).first()
-    return bool(settings) and settings.get("allow_negative_stock") is True
 
 
 async def _require_store(session: AsyncSession, actor: Actor, store_id: UUID) -> None:
@@ -142,7 +135,8 @@ async def _apply(session: AsyncSession, actor: Actor, changes: Sequence[_Change]
     """Move every balance and write its ledger row, all or nothing; the movements in the order given."""
     if not changes:
         return []
-    allow_negative = await negative_stock_allowed(session, actor.tenant_id)
+    # A tenant may sell or consume what the system has not seen arrive (counts go negative until received).
+    allow_negative = (await tenancy.tenant_settings(session, actor.tenant_id)).allow_negative_stock
     movements: dict[int, StockMovement] = {}
     crossings: list[tuple[StockMovement, StockItem, int]] = []
     order = sorted(range(len(changes)), key=lambda i: (changes[i].store_id, changes[i].item.id))
@@ -252,9 +246,8 @@ async def reverse_movement(session: AsyncSession, actor: Actor, movement_id: UUI
     """Undo one movement (a wrong receive, a mistaken adjustment) with a compensating one. A transfer is
     undone whole: both legs of every line."""
     actor.require("inventory:write")
-    movement = await session.get(StockMovement, (actor.tenant_id, movement_id))
-    if movement is None:
-        raise NotFound("stock movement not found", code="movement_not_found")
+    movement = await get_or_404(session, StockMovement, actor.tenant_id, movement_id, code="movement_not_found",
+                                detail="stock movement not found")
     actor.require_store(movement.store_id)
     if movement.kind == MovementKind.REVERSAL:
         raise Conflict("a reversal cannot be reversed; record a new movement instead", code="cannot_reverse_reversal")

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.actor import Actor
-from app.domain.catalog.models import Service
+from app.core.pagination import PageParams
+from app.domain.catalog import service as catalog
 from app.domain.loyalty import service as loyalty
 from app.domain.loyalty.schemas import CouponTemplateCreate, LoyaltySettingsIn
-from app.domain.members.models import Member
+from app.domain.members import service as members
 
 # name → template terms; "推拿" in item_services is resolved to the demo catalog's service id.
 DEMO_COUPON_TEMPLATES: list[dict[str, Any]] = [
@@ -38,16 +38,16 @@ async def seed_loyalty(session: AsyncSession, actor: Actor) -> list[str]:
     """Settings, templates, coupons and points; returns one line per coupon issued (for the seed summary)."""
     await loyalty.put_settings(session, actor, LoyaltySettingsIn(
         enabled=True, earn_points_per_yuan=1, redeem_fen_per_point=1, max_redeem_percent=50))
-    services = {s.name: s.id for s in (await session.exec(select(Service).where(
-        Service.tenant_id == actor.tenant_id))).all()}
+    offered, _ = await catalog.list_services(session, actor, PageParams(limit=200))  # the demo has a dozen
+    services = {s.name: s.id for s in offered}
     templates = {}
     for terms in DEMO_COUPON_TEMPLATES:
         body = {k: v for k, v in terms.items() if k != "item_services"}
         body["item_service_ids"] = [services[name] for name in terms.get("item_services", []) if name in services]
         template = await loyalty.create_template(session, actor, CouponTemplateCreate(**body))
         templates[template.name] = template.id
-    people = {m.name: m.id for m in (await session.exec(select(Member).where(
-        Member.tenant_id == actor.tenant_id))).all()}
+    people = await members.member_ids_by_name(session, actor.tenant_id,
+                                              {name for name, _ in DEMO_COUPONS} | {name for name, _ in DEMO_EARNED})
     issued = []
     for member, template in DEMO_COUPONS:
         if member in people:

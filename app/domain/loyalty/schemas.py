@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from app.core.schemas import Fen, Strict, Timestamp
+from app.core.schemas import Fen, Name, Strict, Timestamp
 
 MAX_FEN = 10_000_000_00  # ten million yuan: beyond any clinic order, far inside bigint
 MAX_POINTS = 1_000_000_000
@@ -62,7 +62,7 @@ class PointsOut(BaseModel):
 
 
 class CouponTemplateCreate(Strict):
-    name: str = Field(min_length=1, max_length=60)
+    name: Name = Field(min_length=1, max_length=60)
     kind: Literal["fixed", "percent", "threshold"]
     value: Fen = Field(ge=1, le=MAX_FEN,
                        description="fixed/threshold: fen off; percent: percent off, 1–99 (8折 = 20)")

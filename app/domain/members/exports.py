@@ -2,7 +2,8 @@
 
 The list uses the same search as `GET /members`, so the filters mean the same thing; contact data
 follows the caller's contact permission (masked otherwise) and health data is never exported in bulk.
-Every text cell goes through `spreadsheets.neutralize`, so a member named `=HYPERLINK(...)` is text.
+Every text cell goes through `spreadsheets.cell_value`: a member named `=HYPERLINK(...)` is text, and a
+control character stored before names were checked is left out rather than failing the export.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from app.core.actor import Actor
 from app.core.clock import DEFAULT_TIMEZONE
 from app.core.errors import Unprocessable
 from app.core.pagination import PageParams
-from app.domain.members import policies, service
-from app.domain.members.imports import DEFAULT_HEADERS, load_context, template_headers
+from app.domain.members import policies
+from app.domain.members.import_columns import DEFAULT_HEADERS, template_headers
+from app.domain.members.import_rows import load_context
 from app.domain.members.models import CustomFieldDefinition, Member, MemberStatus
 from app.domain.members.schemas import MemberSummary
-from app.domain.members.service import MemberFilter
+from app.domain.members.search import MemberFilter, search_members
 from app.domain.members.spreadsheets import Sheet, build_workbook
 
 MAX_EXPORT_ROWS = 100_000
@@ -41,8 +43,7 @@ async def _matching_members(session: AsyncSession, actor: Actor, filters: Member
     found: list[MemberSummary] = []
     params = PageParams(limit=EXPORT_PAGE)
     while True:
-        page, cursor = await service.search_members(
-            session, actor, params, **asdict(filters))
+        page, cursor = await search_members(session, actor, params, **asdict(filters))
         found.extend(page)
         if len(found) > MAX_EXPORT_ROWS:
             raise Unprocessable(f"more than {MAX_EXPORT_ROWS} members match; narrow the filters",

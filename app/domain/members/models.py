@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Column, Date, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import ARRAY, Column, Date, Index, Integer, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -63,6 +63,9 @@ class Member(TenantRow, table=True):
     constitution: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False,
                                                                          server_default="{}"))
     health_summary: str | None = Field(default=None, sa_type=Text)
+    # The member's consent to show their health data to their family's head in the mini-program (a minor's
+    # guardian sees it without); given by the member themself or recorded by staff, and audited either way.
+    share_health_with_family: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
     custom_fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False,
                                                                                server_default="{}"))
     family_group_id: UUID | None = None

@@ -4,12 +4,12 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from app.core.schemas import Strict
+from app.core.schemas import Name, Strict
 
 Gender = Literal["female", "male", "other"]
-TagName = str
+TagName = Name
 MAX_TAGS = 50
 
 
@@ -66,7 +66,7 @@ class MemberBase(Strict):
 
 
 class MemberCreate(MemberBase):
-    name: str = Field(min_length=1, max_length=50)
+    name: Name = Field(min_length=1, max_length=50)
     phone: str = Field(min_length=5, max_length=30)
     tags: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
 
@@ -74,11 +74,16 @@ class MemberCreate(MemberBase):
 
 
 class MemberUpdate(MemberBase):
-    name: str | None = Field(None, min_length=1, max_length=50)
+    name: Name | None = Field(None, min_length=1, max_length=50)
     phone: str | None = Field(None, min_length=5, max_length=30)
     tags: list[TagName] | None = Field(None, max_length=MAX_TAGS, description="Replaces the member's manual tags")
 
     _tags = field_validator("tags")(_check_tags)
+
+
+class HealthSharing(Strict):
+    share_with_family: StrictBool = Field(description="true: the family's head sees this member's health data in "
+                                          "the mini-program; false withdraws it")
 
 
 class HealthOut(BaseModel):
@@ -114,6 +119,8 @@ class MemberOut(BaseModel):
     family: FamilyRef | None
     health: HealthOut | None = Field(description="null when the caller may not see health data")
     health_visible: bool
+    health_shared_with_family: bool = Field(description="The member consented to show their health data to "
+                                            "their family's head (a minor's is shown to the head without)")
     status: str
     merged_into_id: UUID | None
     last_visit_at: datetime | None
@@ -143,7 +150,7 @@ class TagChange(Strict):
 
 
 class TagGroupCreate(Strict):
-    name: str = Field(min_length=1, max_length=30)
+    name: Name = Field(min_length=1, max_length=30)
     exclusive: bool = False
     position: int = Field(0, ge=0, le=10_000)
 
@@ -157,7 +164,7 @@ class TagGroupOut(BaseModel):
 
 
 class TagCreate(Strict):
-    name: str = Field(min_length=1, max_length=30)
+    name: TagName = Field(min_length=1, max_length=30)
     group_id: UUID | None = None
     color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
 
@@ -172,8 +179,8 @@ class TagOut(BaseModel):
 
 
 class SynonymCreate(Strict):
-    synonym: str = Field(min_length=1, max_length=30)
-    tag_name: str = Field(min_length=1, max_length=30)
+    synonym: Name = Field(min_length=1, max_length=30)
+    tag_name: TagName = Field(min_length=1, max_length=30)
 
 
 class SynonymOut(BaseModel):
@@ -187,14 +194,14 @@ FieldType = Literal["text", "number", "date", "single_select", "multi_select", "
 
 
 class FieldOption(Strict):
-    value: str = Field(min_length=1, max_length=50)
-    label: str | None = Field(None, max_length=50)
+    value: Name = Field(min_length=1, max_length=50)
+    label: Name | None = Field(None, max_length=50)
     retired: bool = False
 
 
 class FieldDefinitionCreate(Strict):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Stable key in custom_fields")
-    label: str = Field(min_length=1, max_length=50)
+    label: Name = Field(min_length=1, max_length=50)
     type: FieldType
     required: bool = False
     options: list[FieldOption] = Field(default_factory=list, max_length=200)
@@ -207,7 +214,7 @@ class FieldDefinitionCreate(Strict):
 
 
 class FieldDefinitionUpdate(Strict):
-    label: str | None = Field(None, min_length=1, max_length=50)
+    label: Name | None = Field(None, min_length=1, max_length=50)
     required: bool | None = None
     options: list[FieldOption] | None = Field(None, max_length=200, description="Options may be added or "
                                               "retired; an existing option cannot be removed")
@@ -237,13 +244,13 @@ class FieldDefinitionOut(BaseModel):
 
 
 class FamilyCreate(Strict):
-    name: str = Field(min_length=1, max_length=50)
+    name: Name = Field(min_length=1, max_length=50)
     head_member_id: UUID
 
 
 class FamilyMemberAdd(Strict):
     member_id: UUID
-    relation: str = Field(min_length=1, max_length=20, description="e.g. spouse, child, parent")
+    relation: Name = Field(min_length=1, max_length=20, description="e.g. spouse, child, parent")
 
 
 class FamilyOut(BaseModel):
@@ -287,3 +294,46 @@ class EraseRequest(Strict):
 class MergeRequest(Strict):
     duplicate_id: UUID = Field(description="The member folded into the survivor (the path's member)")
     reason: str | None = Field(None, max_length=500)
+
+
+# ---------------------------------------------------------------- member imports: the report
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="1-based row number in the file, as a spreadsheet program shows it")
+    field: str = Field(description="Member field, e.g. `phone`, `birthday`, `custom.tongue`, `health.constitution`")
+    column: str | None = Field(None, description="The file's column header")
+    message: str
+    value: str | None = Field(None, description="The cell as read (phone and ID numbers masked, long text cut)")
+
+
+class ImportRowExisting(ImportRowError):
+    member_id: UUID
+    action: Literal["skip", "update", "unchanged"]
+
+
+class ImportColumn(BaseModel):
+    column: str
+    field: str
+
+
+class ImportReport(BaseModel):
+    id: UUID
+    filename: str
+    file_sha256: str
+    file_type: str
+    dry_run: bool
+    mode: str
+    on_existing: str
+    status: str = Field(description="checked (dry run) | imported | partially_imported | rejected")
+    total_rows: int = Field(description="Data rows in the file (blank rows not counted)")
+    created_count: int = Field(description="Members created (a dry run: that would be created)")
+    updated_count: int
+    skipped_count: int = Field(description="Rows whose phone belongs to an existing member, left as they were")
+    error_count: int = Field(description="Rows with at least one error (not written)")
+    columns: list[ImportColumn]
+    ignored_columns: list[str]
+    errors: list[ImportRowError]
+    existing: list[ImportRowExisting] = Field(description="Rows matching an existing member by phone")
+    created_at: datetime | None
+    created_by: UUID | None

@@ -2,8 +2,10 @@
 
 Uploaded files are hostile until proven otherwise: the type is decided from the content (never the
 name or the client's Content-Type), a zip's declared sizes are checked before anything is inflated,
-worksheets are streamed (openpyxl read-only) with a row cap, and cells written for download are
-neutralised so a spreadsheet program does not run them as formulas.
+worksheets are streamed (openpyxl read-only) with a row cap, and cells written for download go through
+`cell_value`: without the characters the format cannot hold (old rows may have them; one such cell must
+not fail a whole export) and neutralised so a spreadsheet program does not run them as formulas. Every
+workbook this app writes is built by `build_workbook`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import codecs
 import csv
 import io
 import os
+import re
 import unicodedata
 import warnings
 import zipfile
@@ -20,6 +23,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import ParseError
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.exceptions import InvalidFileException
 
 from app.core.errors import AppError, Unprocessable
 
@@ -45,6 +52,9 @@ _UNREADABLE_XLSX = (zipfile.BadZipFile, zlib.error, ParseError, KeyError, ValueE
 
 # A cell starting with one of these is a formula (or DDE payload) to Excel, WPS and LibreOffice.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# What XML 1.0, and so .xlsx, cannot hold: the C0 controls but tab, newline and carriage return (what
+# openpyxl refuses, ILLEGAL_CHARACTERS_RE), lone surrogates and the non-characters U+FFFE and U+FFFF.
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def unsupported_file_type(detail: str, **extra: Any) -> AppError:
@@ -195,9 +205,6 @@ def _check_archive(data: bytes) -> None:
 
 
 def _open_workbook(data: bytes):
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no default style" and similar chatter about foreign files
@@ -235,6 +242,16 @@ def _without_trailing_blanks(values: Sequence[Any]) -> list[Any]:
 # ---------------------------------------------------------------- writing
 
 
+def writable_text(text: str) -> str:
+    """The text without the characters an .xlsx cannot hold (they show as nothing anyway)."""
+    return _UNWRITABLE.sub("", text)
+
+
+def cell_value(value: Any) -> Any:
+    """What a workbook cell holds for `value`: text made writable, then neutralised; other values as they are."""
+    return neutralize(writable_text(value)) if isinstance(value, str) else value
+
+
 def neutralize(value: Any) -> Any:
     """Text that a spreadsheet would run as a formula is written with a leading quote, as plain text."""
     if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
@@ -259,18 +276,15 @@ class Sheet:
 
 def build_workbook(sheets: Sequence[Sheet]) -> bytes:
     """An .xlsx (openpyxl write-only, so rows stream to disk rather than piling up as cell objects)."""
-    from openpyxl import Workbook
-    from openpyxl.utils import get_column_letter
-
     workbook = Workbook(write_only=True)
     for spec in sheets:
-        sheet = workbook.create_sheet(title=spec.title)
+        sheet = workbook.create_sheet(title=writable_text(spec.title))
         for index in range(1, len(spec.header) + 1):
             sheet.column_dimensions[get_column_letter(index)].width = spec.column_width
         sheet.freeze_panes = "A2"
-        sheet.append([neutralize(h) for h in spec.header])
+        sheet.append([cell_value(h) for h in spec.header])
         for row in spec.rows:
-            sheet.append([neutralize(v) for v in row])
+            sheet.append([cell_value(v) for v in row])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

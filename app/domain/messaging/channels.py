@@ -3,15 +3,16 @@
 A `Channel` takes one queued message and either returns a `Delivery` (sent) or raises one of
 `SkipDelivery` (nobody to send to: no openid, no WeCom user id, no phone), `PermanentDeliveryError`
 (the provider refused for good: not retried) or `TransientDeliveryError` (try again later; any other
-exception counts as transient too). The delivery handler in `service.py` turns those into the
-message's status, attempts and backoff; channels hold no retry logic of their own.
+exception counts as transient too). `delivery.py` turns those into the message's status, attempts and
+backoff; channels hold no retry logic of their own.
 
 Channels are looked up by name in `channels` (a `ChannelRegistry`), so tests and local setups swap a
 channel for a fake with `channels.override(...)` instead of patching internals.
 
 SMS: no specific Chinese SMS vendor (Aliyun, Tencent Cloud, …) is integrated. `HttpSmsProvider` posts
 HMAC-signed JSON to one configurable gateway URL (a small adapter in front of the vendor of the
-clinic's choice); without SMS_GATEWAY_URL, `LoggingSmsProvider` only logs what it would send.
+clinic's choice); without SMS_GATEWAY_URL, `LoggingSmsProvider` only logs what it would have sent, and the
+message is `skipped` (`no_sms_gateway`), never `sent`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import crypto
+from app.core.redis import create_redis
 from app.core.settings import get_settings
+from app.domain.iam import service as iam
+from app.domain.members import service as members
 from app.domain.messaging.models import MessageChannel, OutboundMessage
+from app.domain.wechat_links import service as wechat_links
+from app.integrations.wechat.mini_program import SUBSCRIBE_REFUSED, MiniProgramClient, MiniProgramConfig
+from app.integrations.wechat.tokens import WeChatError, WeChatNotConfigured
+from app.integrations.wechat.wecom import WeComClient, WeComConfig
 
 log = logging.getLogger("careloop.messaging")
 
@@ -131,12 +137,11 @@ def configure(*, redis_url: str | None) -> None:
     without it they use REDIS_URL."""
     global _redis_url
     _redis_url = redis_url
+    wechat_links.configure_redis(redis_url)  # the same Redis for the WeCom calls of wechat_links' handlers
     channels.reset()
 
 
 def _redis():
-    from app.core.redis import create_redis
-
     url = _redis_url or get_settings().redis_url
     if not url:
         raise TransientDeliveryError("no Redis configured for WeChat access tokens (set REDIS_URL)")
@@ -152,16 +157,9 @@ OpenidLookup = Callable[[AsyncSession, UUID, UUID], Awaitable[str | None]]
 
 
 async def openid_for_member(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> str | None:
-    """The member's mini-program openid from the member↔WeChat link table (owned by the WeChat
-    integration; read by SQL so messaging does not import its model). A member signed in from more than
-    one WeChat account gets the message on the one used last, which is the one that accepted the
-    subscription most likely; links of another mini-program (appid) are ignored when ours is configured."""
-    row = (await session.execute(text(
-        "SELECT openid FROM member_wechat_links WHERE tenant_id = :t AND member_id = :m "
-        "AND (CAST(:appid AS text) IS NULL OR appid = :appid) "
-        "ORDER BY last_login_at DESC NULLS LAST, created_at DESC LIMIT 1"),
-        {"t": tenant_id, "m": member_id, "appid": get_settings().wechat_mini_appid})).first()
-    return row.openid if row else None
+    """The member's openid in the configured mini-program (see `wechat_links.mini_program_openid`)."""
+    return await wechat_links.mini_program_openid(session, tenant_id, member_id,
+                                                  appid=get_settings().wechat_mini_appid)
 
 
 class MiniProgramSubscribeChannel:
@@ -178,9 +176,6 @@ class MiniProgramSubscribeChannel:
 
     def _mini_program(self) -> Any:
         if self._client is None:
-            from app.integrations.wechat.mini_program import MiniProgramClient, MiniProgramConfig
-            from app.integrations.wechat.tokens import WeChatNotConfigured
-
             if self._client_factory is not None:
                 self._client = self._client_factory()
             else:
@@ -192,9 +187,6 @@ class MiniProgramSubscribeChannel:
         return self._client
 
     async def send(self, session: AsyncSession, message: OutboundMessage) -> Delivery:
-        from app.integrations.wechat.mini_program import SUBSCRIBE_REFUSED
-        from app.integrations.wechat.tokens import WeChatError
-
         if message.member_id is None:
             raise PermanentDeliveryError("no_member", "subscribe messages go to members")
         openid = await self._openid_lookup(session, message.tenant_id, message.member_id)
@@ -231,9 +223,6 @@ class WeComStaffChannel:
             if self._client_factory is not None:
                 self._client = self._client_factory()
             else:
-                from app.integrations.wechat.tokens import WeChatNotConfigured
-                from app.integrations.wechat.wecom import WeComClient, WeComConfig
-
                 try:
                     config = WeComConfig.from_settings()
                 except WeChatNotConfigured as exc:  # transient: sends once it is configured (or dead → retry)
@@ -242,11 +231,8 @@ class WeComStaffChannel:
         return self._client
 
     async def send(self, session: AsyncSession, message: OutboundMessage) -> Delivery:
-        from app.integrations.wechat.tokens import WeChatError
-
-        userid = (await session.execute(text(
-            "SELECT wecom_userid FROM staff WHERE tenant_id = :t AND id = :s"),
-            {"t": message.tenant_id, "s": message.staff_id})).scalar_one_or_none()
+        staff = await iam.staff_row(session, message.tenant_id, message.staff_id) if message.staff_id else None
+        userid = staff.wecom_userid if staff is not None else None
         if not userid:
             raise SkipDelivery("no_wecom_userid", "the staff member has no WeCom user id")
         try:
@@ -326,12 +312,14 @@ class HttpSmsProvider:
 
 
 class LoggingSmsProvider:
-    """Used when SMS_GATEWAY_URL is not set: nothing leaves the machine; the text is logged (phone masked)."""
+    """Used when SMS_GATEWAY_URL is not set: nothing leaves the machine. The text is logged (phone masked) and
+    the message is `skipped` with reason `no_sms_gateway`: the record and the member's timeline must never
+    claim a delivery that did not happen."""
 
     async def send(self, phone: str, content: str, *, ref: str) -> str:
-        log.info("SMS not configured; would send", extra={"to": phone[:3] + "****" + phone[-4:], "ref": ref,
-                                                          "content": content})
-        return f"log:{ref}"
+        log.info("SMS not configured; not sent", extra={"to": phone[:3] + "****" + phone[-4:], "ref": ref,
+                                                        "content": content})
+        raise SkipDelivery("no_sms_gateway", "not sent: no SMS gateway is configured (SMS_GATEWAY_URL)")
 
 
 def default_sms_provider() -> SmsProvider:
@@ -345,7 +333,7 @@ def default_sms_provider() -> SmsProvider:
 
 
 class SmsChannel:
-    """SMS to the member's phone (decrypted only here, at the moment of sending)."""
+    """SMS to the member's phone (decrypted only at the moment of sending)."""
 
     name = MessageChannel.SMS
 
@@ -353,10 +341,8 @@ class SmsChannel:
         self.provider = provider
 
     async def send(self, session: AsyncSession, message: OutboundMessage) -> Delivery:
-        encrypted = (await session.execute(text(
-            "SELECT phone_encrypted FROM members WHERE tenant_id = :t AND id = :m"),
-            {"t": message.tenant_id, "m": message.member_id})).scalar_one_or_none()
-        phone = crypto.decrypt(encrypted) if encrypted else None
+        phone = await members.member_phone(session, message.tenant_id, message.member_id) \
+            if message.member_id else None
         if not phone:
             raise SkipDelivery("no_phone", "the member has no phone number")
         return Delivery(provider_msg_id=await self.provider.send(phone, message.content, ref=str(message.id)))

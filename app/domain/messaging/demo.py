@@ -3,7 +3,8 @@
 The keys are the ones the built-in automation rules send (app/domain/care/seed_rules.py), and the
 variables are the ones the rules engine supplies (`member_name`, `store_name`, `starts_at`, the event's
 `service_name`, …), so the seed rules send real messages once enabled. Patient-facing care texts go by
-SMS, which without SMS_GATEWAY_URL is only logged, so the demo works without any vendor; the appointment
+SMS, which without SMS_GATEWAY_URL is only logged (the message is recorded as `skipped`, reason
+`no_sms_gateway`), so the demo works without any vendor; the appointment
 reminder is a mini-program subscribe message (replace its WeChat template id with the one assigned to
 your mini-program; the fake WeChat server accepts any).
 """

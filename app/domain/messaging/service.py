@@ -3,27 +3,14 @@
 `send_template` is what the rules engine, the API and any other context call to send a message. It
 renders the template, decides whether the message may go out at all (consent, recipient, template
 active), writes one `outbound_messages` row per cause, and for a queued message writes the outbox event
-`message.send` in the same transaction. The worker's `deliver_message` handler does the sending.
-
-Retries: the message row owns its attempts. The outbox machinery delivers each `message.send` event to
-the handler exactly once; the handler never raises for a delivery failure but records it on the row
-and, for a transient one, writes a *new* `message.send` event delayed by exponential backoff
-(`message_backoff_*` settings). After `message_max_attempts` the message is `dead` (listed by
-`GET /messages?status=dead`, re-queued by `POST /messages/{id}/retry`). Owning the attempts here rather
-than re-raising into the outbox retry keeps attempts, last error and next attempt on the message the
-API shows, and lets a permanent refusal (43101) stop at once instead of burning retries.
-
-At most once towards the provider: before calling it the handler commits `status = sending` in its own
-transaction. A delivery that finds a message still `sending` knows the previous worker died mid-call,
-cannot tell whether the provider got the message, and dead-letters it (reason `interrupted`) instead
-of sending a second copy; a human decides whether to retry.
+`message.send` in the same transaction. The worker's `deliver_message` handler does the sending
+(`delivery.py`: attempts, backoff, dead letters; `POST /messages/{id}/retry` revives a dead one here).
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -31,24 +18,19 @@ from sqlalchemy import and_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import audit
+from app.core import audit, retry
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.db import session_scope
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.events import emit
 from app.core.ids import new_id
-from app.core.outbox import OutboxEvent, emit
 from app.core.pagination import PageParams, paginate
-from app.core.settings import get_settings
-from app.domain.iam.models import Staff
+from app.core.rows import get_or_404
+from app.domain.iam import service as iam
 from app.domain.members import service as members
-from app.domain.members.models import MemberStatus
 from app.domain.members.schemas import TimelineItem
-from app.domain.messaging.channels import (
-    PermanentDeliveryError,
-    SkipDelivery,
-    channels,
-)
+from app.domain.messaging import wechat_keywords
+from app.domain.messaging.events import MESSAGE_SEND
 from app.domain.messaging.models import (
     MessageChannel,
     MessageConsent,
@@ -57,16 +39,9 @@ from app.domain.messaging.models import (
     OutboundMessage,
 )
 from app.domain.messaging.schemas import ConsentReport, MessageSend, TemplateCreate, TemplateUpdate
-from app.workers.registry import on
 
-log = logging.getLogger("careloop.messaging")
-
-SEND_TOPIC = "message.send"
 MAX_CAUSE_LENGTH = 200
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-# WeChat refuses keyword values over these lengths (errcode 47003); we shorten rather than fail.
-_WECHAT_FIELD_LIMITS = {"thing": 20, "name": 10, "phrase": 5, "character_string": 32, "letter": 32,
-                        "symbol": 5, "number": 32, "car_number": 8}
+PLACEHOLDER = wechat_keywords.PLACEHOLDER
 
 
 def _invalid(field: str, message: str, code: str = "validation_error", **extra: Any) -> Unprocessable:
@@ -95,23 +70,25 @@ def render(text_: str, variables: dict[str, Any]) -> str:
     return PLACEHOLDER.sub(value, text_)
 
 
-def _wechat_value(keyword: str, value: str) -> str:
-    kind = keyword.rstrip("0123456789")
-    limit = _WECHAT_FIELD_LIMITS.get(kind)
-    if limit is not None and len(value) > limit:
-        return value[: limit - 1] + "…"
-    return value
-
-
-def render_template(template: MessageTemplate, variables: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The rendered body and (for subscribe messages) the WeChat keyword data."""
+def render_template(template: MessageTemplate, variables: dict[str, Any]) -> tuple[str, dict[str, str], list[str]]:
+    """The rendered body, the WeChat keyword data (for subscribe messages) as it would be sent, and the
+    keyword values WeChat would refuse (`wechat_keywords`: only a `thing` may be shortened, with "…"; any
+    other value that breaks its type's rule is named here and left as rendered)."""
     for name in template.variables:  # declared variables are the template's contract with its senders
         if variables.get(name) is None:
             raise _invalid(f"variables.{name}", f"the template needs the variable {name!r}",
                            code="template_variable_missing", variable=name)
     content = render(template.body, variables)
-    data = {k: _wechat_value(k, render(v, variables)) for k, v in (template.wechat_fields or {}).items()}
-    return content, data
+    data: dict[str, str] = {}
+    problems: list[str] = []
+    for keyword, text_ in (template.wechat_fields or {}).items():
+        value = render(text_, variables)
+        try:
+            data[keyword] = wechat_keywords.value_for(keyword, value)
+        except wechat_keywords.KeywordValueError as exc:
+            data[keyword] = value
+            problems.append(str(exc))
+    return content, data, problems
 
 
 # ---------------------------------------------------------------- templates
@@ -129,6 +106,11 @@ def _check_template(template: MessageTemplate) -> None:
                 raise _invalid(f"wechat_fields.{keyword}", f"the placeholder {{{{{name}}}}} is not declared "
                                                            "in variables", code="template_variable_undeclared",
                                variable=name)
+    for keyword, value in (template.wechat_fields or {}).items():
+        try:
+            wechat_keywords.check_mapping(keyword, value)
+        except wechat_keywords.KeywordValueError as exc:
+            raise _invalid(f"wechat_fields.{keyword}", exc.message, code="invalid_wechat_field") from exc
     if template.channel == MessageChannel.MINI_PROGRAM_SUBSCRIBE:
         if not template.wechat_template_id:
             raise _invalid("wechat_template_id", "required for mini_program_subscribe templates")
@@ -170,9 +152,9 @@ async def get_template(session: AsyncSession, actor: Actor, key_or_id: str | UUI
                        for_update: bool = False) -> MessageTemplate:
     """By key, or by id (a UUID: keys cannot look like one, they have no hyphens)."""
     if isinstance(key_or_id, UUID):
-        template = await session.get(MessageTemplate, (actor.tenant_id, key_or_id), with_for_update=for_update)
-    else:
-        template = await find_template(session, actor.tenant_id, key_or_id, for_update=for_update)
+        return await get_or_404(session, MessageTemplate, actor.tenant_id, key_or_id, code="template_not_found",
+                                detail="message template not found", lock=for_update)
+    template = await find_template(session, actor.tenant_id, key_or_id, for_update=for_update)
     if template is None:
         raise NotFound("message template not found", code="template_not_found")
     return template
@@ -211,8 +193,8 @@ async def list_templates(session: AsyncSession, actor: Actor, params: PageParams
 # ---------------------------------------------------------------- consents
 
 
-async def _add_consent(session: AsyncSession, tenant_id: UUID, member_id: UUID, wechat_template_id: str,
-                       count: int = 1) -> None:
+async def add_consent(session: AsyncSession, tenant_id: UUID, member_id: UUID, wechat_template_id: str,
+                      count: int = 1) -> None:
     await session.execute(pg_insert(MessageConsent).values(
         tenant_id=tenant_id, member_id=member_id, wechat_template_id=wechat_template_id, granted=count,
         updated_at=utcnow(),
@@ -240,7 +222,7 @@ async def report_consents(session: AsyncSession, actor: Actor, member_id: UUID,
     else:
         actor.require("messaging:write")
     member = await members.get_member_row(session, actor, member_id)
-    if member.status != MemberStatus.ACTIVE:
+    if not members.is_active(member):
         raise Conflict(f"member is {member.status}", code="member_inactive")
     known = set((await session.execute(select(MessageTemplate.wechat_template_id).where(
         MessageTemplate.tenant_id == actor.tenant_id,
@@ -250,9 +232,26 @@ async def report_consents(session: AsyncSession, actor: Actor, member_id: UUID,
             raise _invalid(f"template_ids.{index}", "no subscribe template of this tenant uses this WeChat "
                                                     "template id", code="unknown_wechat_template")
     for template_id in data.template_ids:
-        await _add_consent(session, actor.tenant_id, member_id, template_id)
+        await add_consent(session, actor.tenant_id, member_id, template_id)
     audit.record(session, "message_consent.report", "member", member_id, template_ids=list(data.template_ids))
     return await list_consents(session, actor.tenant_id, member_id)
+
+
+async def give_back_consent(session: AsyncSession, message: OutboundMessage) -> None:
+    """The provider did not use the consent this message reserved: the member still has it."""
+    if message.consent_reserved and message.member_id is not None:
+        await add_consent(session, message.tenant_id, message.member_id, message.payload["wechat_template_id"])
+        message.consent_reserved = False
+
+
+async def clear_consent(session: AsyncSession, message: OutboundMessage) -> None:
+    """43101: WeChat says the user has no subscription left for this template, whatever we counted."""
+    if message.member_id is not None and message.payload.get("wechat_template_id"):
+        await session.execute(update(MessageConsent).where(
+            MessageConsent.tenant_id == message.tenant_id, MessageConsent.member_id == message.member_id,
+            MessageConsent.wechat_template_id == message.payload["wechat_template_id"],
+        ).values(granted=0, updated_at=utcnow()))
+    message.consent_reserved = False
 
 
 # ---------------------------------------------------------------- sending
@@ -277,6 +276,14 @@ async def send_template(session: AsyncSession, actor: Actor, *, template_key: st
     Unknown template → 404 `template_not_found`; unknown member/staff → 404.
     """
     actor.require("messaging:write")
+    return await _send_template(session, actor, template_key=template_key, member_id=member_id,
+                                staff_id=staff_id, channel=channel, variables=variables, cause=cause)
+
+
+async def _send_template(session: AsyncSession, actor: Actor, *, template_key: str, member_id: UUID | None,
+                         staff_id: UUID | None, channel: str | None, variables: dict[str, Any],
+                         cause: str) -> OutboundMessage:
+    """`send_template` for a caller that has checked `messaging:write` already."""
     tenant_id = actor.tenant_id
     cause = (cause or "").strip()
     if not cause or len(cause) > MAX_CAUSE_LENGTH or "\x00" in cause:
@@ -300,23 +307,26 @@ async def send_template(session: AsyncSession, actor: Actor, *, template_key: st
 
     reason: str | None = None
     if member_id is not None:
-        member = await members.get_member_row(session, actor, member_id)
-        if member.status != MemberStatus.ACTIVE:
+        if not members.is_active(await members.get_member_row(session, actor, member_id)):
             reason = "member_inactive"
     else:
-        staff = await session.get(Staff, (tenant_id, staff_id))
+        staff = await iam.staff_row(session, tenant_id, staff_id)
         if staff is None:
             raise NotFound("staff member not found", code="staff_not_found")
         if not staff.active:
             reason = "staff_inactive"
     values = {k: v for k, v in (variables or {}).items() if k in template.variables}
-    content, data = render_template(template, variables or {})
+    content, data, problems = render_template(template, variables or {})
     if reason is None and not template.active:
         reason = "template_inactive"
     consent: MessageConsent | None = None
     payload: dict[str, Any] = {}
+    error: str | None = None
     if channel == MessageChannel.MINI_PROGRAM_SUBSCRIBE:
         payload = {"wechat_template_id": template.wechat_template_id, "data": data, "page": template.page}
+        if reason is None and problems:
+            # WeChat would refuse it (47003); not sent, and the consent stays for a message that can be.
+            reason, error = "invalid_wechat_value", "; ".join(problems)[:2000]
         if reason is None:
             # populate_existing: an earlier send in this transaction may have loaded (and used) it already.
             consent = await session.get(MessageConsent, (tenant_id, member_id, template.wechat_template_id),
@@ -329,7 +339,7 @@ async def send_template(session: AsyncSession, actor: Actor, *, template_key: st
         "tenant_id": tenant_id, "id": new_id(), "created_at": now, "updated_at": now,
         "member_id": member_id, "staff_id": staff_id, "channel": channel, "template_key": template.key,
         "content": content, "variables": values, "payload": payload,
-        "status": MessageStatus.SKIPPED if reason else MessageStatus.QUEUED, "reason": reason,
+        "status": MessageStatus.SKIPPED if reason else MessageStatus.QUEUED, "reason": reason, "last_error": error,
         "attempts": 0, "next_attempt_at": None if reason else now, "cause": cause,
         "consent_reserved": consent is not None, "created_by_type": actor.kind, "created_by_id": actor.id,
     }
@@ -347,7 +357,7 @@ async def send_template(session: AsyncSession, actor: Actor, *, template_key: st
         session.add(consent)
     message = await session.get(OutboundMessage, (tenant_id, inserted))
     if message.status == MessageStatus.QUEUED:
-        await emit(session, SEND_TOPIC, {"message_id": str(message.id), "attempt": 0}, tenant_id=tenant_id)
+        await emit(session, MESSAGE_SEND, {"message_id": str(message.id), "attempt": 0}, tenant_id=tenant_id)
     await session.flush()
     return message
 
@@ -356,7 +366,7 @@ async def send_manual(session: AsyncSession, actor: Actor, data: MessageSend) ->
     """A staff member sends a template by hand (POST /messages); each request is its own cause
     (retries of one request are caught by Idempotency-Key)."""
     actor.require("messaging:write")
-    message = await send_template(session, actor, template_key=data.template_key, member_id=data.member_id,
+    message = await _send_template(session, actor, template_key=data.template_key, member_id=data.member_id,
                                   staff_id=data.staff_id, channel=data.channel, variables=dict(data.variables),
                                   cause=f"manual:{new_id()}")
     audit.record(session, "message.send_manual", "outbound_message", message.id, template_key=message.template_key,
@@ -368,10 +378,8 @@ async def send_manual(session: AsyncSession, actor: Actor, data: MessageSend) ->
 async def get_message(session: AsyncSession, actor: Actor, message_id: UUID, *,
                       for_update: bool = False) -> OutboundMessage:
     actor.require("members:read")
-    message = await session.get(OutboundMessage, (actor.tenant_id, message_id), with_for_update=for_update)
-    if message is None:
-        raise NotFound("message not found", code="message_not_found")
-    return message
+    return await get_or_404(session, OutboundMessage, actor.tenant_id, message_id, code="message_not_found",
+                            lock=for_update)
 
 
 async def list_messages(session: AsyncSession, actor: Actor, params: PageParams, *, member_id: UUID | None = None,
@@ -394,110 +402,13 @@ async def retry_message(session: AsyncSession, actor: Actor, message_id: UUID) -
         raise Conflict(f"only dead messages can be retried; this one is {message.status}", code="message_not_dead")
     previous = {"attempts": message.attempts, "last_error": message.last_error, "reason": message.reason}
     now = utcnow()
-    message.status, message.attempts, message.next_attempt_at = MessageStatus.QUEUED, 0, now
-    message.last_error, message.reason, message.updated_at = None, None, now
+    retry.revive(message, status=MessageStatus.QUEUED, due_at=now)
+    message.reason, message.updated_at = None, now
     session.add(message)
     await session.flush()
-    await emit(session, SEND_TOPIC, {"message_id": str(message.id), "attempt": 0}, tenant_id=actor.tenant_id)
+    await emit(session, MESSAGE_SEND, {"message_id": str(message.id), "attempt": 0}, tenant_id=actor.tenant_id)
     audit.record(session, "message.retry", "outbound_message", message.id, before=previous)
     return message
-
-
-# ---------------------------------------------------------------- delivery (worker)
-
-
-def backoff_seconds(attempts: int) -> float:
-    settings = get_settings()
-    return min(settings.message_backoff_base_seconds * (2 ** max(attempts - 1, 0)),
-               settings.message_backoff_max_seconds)
-
-
-async def _give_back_consent(session: AsyncSession, message: OutboundMessage) -> None:
-    """The provider did not use the consent this message reserved: the member still has it."""
-    if message.consent_reserved and message.member_id is not None:
-        await _add_consent(session, message.tenant_id, message.member_id, message.payload["wechat_template_id"])
-        message.consent_reserved = False
-
-
-async def _clear_consent(session: AsyncSession, message: OutboundMessage) -> None:
-    """43101: WeChat says the user has no subscription left for this template, whatever we counted."""
-    if message.member_id is not None and message.payload.get("wechat_template_id"):
-        await session.execute(update(MessageConsent).where(
-            MessageConsent.tenant_id == message.tenant_id, MessageConsent.member_id == message.member_id,
-            MessageConsent.wechat_template_id == message.payload["wechat_template_id"],
-        ).values(granted=0, updated_at=utcnow()))
-    message.consent_reserved = False
-
-
-async def _claim_attempt(tenant_id: UUID, message_id: UUID, attempt: int) -> OutboundMessage | None:
-    """Commit `sending` (and the attempt) before the provider is called; None when there is nothing to do."""
-    async with session_scope(tenant_id) as claim:
-        message = await claim.get(OutboundMessage, (tenant_id, message_id), with_for_update=True)
-        if message is None:
-            return None
-        now = utcnow()
-        if message.status == MessageStatus.SENDING:
-            message.status, message.reason, message.next_attempt_at = MessageStatus.DEAD, "interrupted", None
-            message.last_error = ("the worker stopped while the provider was being called; the message may or "
-                                  "may not have been delivered (not resent automatically, to avoid a duplicate)")
-            message.updated_at = now
-            claim.add(message)
-            log.error("message delivery interrupted; dead-lettered", extra={"message_id": str(message_id)})
-            return None
-        if message.status != MessageStatus.QUEUED or message.attempts != attempt:
-            return None  # already settled, or a newer attempt supersedes this event
-        message.status, message.attempts, message.updated_at = MessageStatus.SENDING, message.attempts + 1, now
-        claim.add(message)
-        await claim.flush()
-        claim.expunge(message)
-        return message
-
-
-@on(SEND_TOPIC)
-async def deliver_message(session: AsyncSession, event: OutboxEvent) -> None:
-    """One delivery attempt of one message (see the module docstring for the retry design)."""
-    tenant_id, message_id = event.tenant_id, UUID(event.payload["message_id"])
-    snapshot = await _claim_attempt(tenant_id, message_id, int(event.payload.get("attempt", 0)))
-    if snapshot is None:
-        return
-    outcome, reason, error, provider_msg_id = MessageStatus.SENT, None, None, None
-    try:
-        delivery = await channels.get(snapshot.channel).send(session, snapshot)
-        provider_msg_id = delivery.provider_msg_id
-    except SkipDelivery as exc:
-        outcome, reason, error = MessageStatus.SKIPPED, exc.reason, str(exc)
-    except PermanentDeliveryError as exc:
-        outcome, reason, error = MessageStatus.FAILED, exc.reason, str(exc)
-    except Exception as exc:  # noqa: BLE001 - TransientDeliveryError and anything unexpected: try again later
-        outcome, reason, error = MessageStatus.QUEUED, "transient_error", f"{type(exc).__name__}: {exc}"[:2000]
-
-    message = await session.get(OutboundMessage, (tenant_id, message_id), with_for_update=True,
-                                populate_existing=True)
-    now = utcnow()
-    message.updated_at, message.last_error, message.reason = now, error, reason
-    if outcome == MessageStatus.SENT:
-        message.status, message.sent_at, message.provider_msg_id, message.next_attempt_at = outcome, now, \
-            provider_msg_id, None
-    elif outcome == MessageStatus.SKIPPED:
-        message.status, message.next_attempt_at = outcome, None
-        await _give_back_consent(session, message)
-    elif outcome == MessageStatus.FAILED:
-        message.status, message.next_attempt_at = outcome, None
-        if reason == "subscription_refused":
-            await _clear_consent(session, message)
-        else:
-            await _give_back_consent(session, message)
-    elif message.attempts >= get_settings().message_max_attempts:
-        # The consent stays reserved: WeChat has not used it, and a retry through the API sends with it.
-        message.status, message.next_attempt_at = MessageStatus.DEAD, None
-        log.error("message dead-lettered", extra={"message_id": str(message_id), "attempts": message.attempts,
-                                                  "error": error})
-    else:
-        message.status = MessageStatus.QUEUED
-        message.next_attempt_at = now + timedelta(seconds=backoff_seconds(message.attempts))
-        await emit(session, SEND_TOPIC, {"message_id": str(message_id), "attempt": message.attempts},
-                   tenant_id=tenant_id, available_at=message.next_attempt_at)
-    session.add(message)
 
 
 # ---------------------------------------------------------------- plugged into members
@@ -546,3 +457,7 @@ async def _move_messages(session: AsyncSession, tenant_id: UUID, duplicate_id: U
 
 __all__ = ["get_template", "list_messages", "render", "render_template", "report_consents", "retry_message",
            "send_manual", "send_template"]
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read this one only through the functions below (never its models, never raw SQL on its tables).

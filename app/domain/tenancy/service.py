@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import audit
 from app.core.actor import Actor
+from app.core.clock import DEFAULT_TIMEZONE, utcnow
 from app.core.db import set_tenant
 from app.core.errors import Conflict, NotFound
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 from app.domain.tenancy.models import Store, Tenant
-from app.domain.tenancy.schemas import StoreCreate, StoreUpdate
+from app.domain.tenancy.schemas import StoreCreate, StoreUpdate, TenantSettings
 
 
 async def get_tenant_by_code(session: AsyncSession, code: str) -> Tenant | None:
@@ -43,10 +48,7 @@ async def create_store(session: AsyncSession, actor: Actor, data: StoreCreate) -
 
 async def get_store(session: AsyncSession, actor: Actor, store_id: UUID) -> Store:
     actor.require("stores:read")
-    store = await session.get(Store, (actor.tenant_id, store_id))
-    if store is None:
-        raise NotFound("store not found", code="store_not_found")
-    return store
+    return await get_or_404(session, Store, actor.tenant_id, store_id, code="store_not_found")
 
 
 async def require_stores_exist(session: AsyncSession, tenant_id: UUID, store_ids: set[UUID]) -> None:
@@ -78,3 +80,74 @@ async def update_store(session: AsyncSession, actor: Actor, store_id: UUID, data
     await session.flush()
     audit.record(session, "store.update", "store", store.id, before=before, after=changes)
     return store
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read tenants and stores only through these functions (never tenancy's models).
+
+
+async def store_names(session: AsyncSession, tenant_id: UUID) -> dict[UUID, str]:
+    """Every store's name by id (open or closed), to match store names in a file to stores."""
+    rows = (await session.exec(select(Store.id, Store.name).where(Store.tenant_id == tenant_id))).all()
+    return dict(rows)
+
+
+async def store_row(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> Store | None:
+    """The store, or None; no permission check (the caller has made its own)."""
+    return await session.get(Store, (tenant_id, store_id))
+
+
+async def stores_by_id(session: AsyncSession, tenant_id: UUID, store_ids: set[UUID]) -> dict[UUID, Store]:
+    if not store_ids:
+        return {}
+    rows = (await session.exec(select(Store).where(Store.tenant_id == tenant_id, Store.id.in_(store_ids)))).all()
+    return {store.id: store for store in rows}
+
+
+async def active_store(
+    session: AsyncSession, actor: Actor, store_id: UUID, *, field: str | None = "store_id",
+    inactive_detail: str = "this store is closed", scoped: bool = False,
+) -> Store:
+    """The store a write happens in: 404 `store_not_found` (naming `field`) when it does not exist,
+    409 `store_inactive` when it is closed; with `scoped`, 403 unless the actor works in it."""
+    extra = {"field": field} if field else {}
+    store = await get_or_404(session, Store, actor.tenant_id, store_id, code="store_not_found", **extra)
+    if scoped:
+        actor.require_store(store.id)
+    if not store.active:
+        raise Conflict(inactive_detail, code="store_inactive", **extra)
+    return store
+
+
+async def scoped_store(session: AsyncSession, actor: Actor, store_id: UUID) -> Store:
+    """The store, 404 when it does not exist, 403 unless the actor works in it (open or closed)."""
+    store = await get_or_404(session, Store, actor.tenant_id, store_id, code="store_not_found")
+    actor.require_store(store.id)
+    return store
+
+
+def store_zone(store: Store | None) -> ZoneInfo:
+    return ZoneInfo(store.timezone if store is not None and store.timezone else DEFAULT_TIMEZONE)
+
+
+def store_today(store: Store) -> date:
+    """The store's local date now."""
+    return utcnow().astimezone(store_zone(store)).date()
+
+
+async def tenant_row(session: AsyncSession, tenant_id: UUID) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)
+
+
+async def tenant_settings(session: AsyncSession, tenant_id: UUID) -> TenantSettings:
+    """The tenant's switches, typed; defaults for what was never set (or is unreadable)."""
+    raw = (await session.exec(select(Tenant.settings).where(Tenant.id == tenant_id))).first()
+    try:
+        return TenantSettings.model_validate(raw or {})
+    except ValidationError:
+        return TenantSettings()
+
+
+async def tenant_by_code(session: AsyncSession, code: str) -> Tenant | None:
+    """The tenant with this code (active or not), or None: a tenant named in a URL or a setting."""
+    return await get_tenant_by_code(session, code)

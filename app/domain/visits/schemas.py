@@ -47,7 +47,7 @@ class ServiceRecordOut(BaseModel):
     list_price: int
     earned_amount: int
     duration_minutes: int
-    notes: str | None
+    notes: str | None = Field(description="The therapist's clinical remarks; always null for patients")
     status: str
     completed_at: datetime
     reversed_at: datetime | None

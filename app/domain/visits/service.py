@@ -10,7 +10,7 @@ back and nothing of it remains.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import func, update
@@ -21,30 +21,32 @@ from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.outbox import emit
+from app.core.events import emit
 from app.core.pagination import PageParams, paginate
+from app.core.rows import get_or_404
 from app.domain.cards import service as cards
 from app.domain.catalog import service as catalog
-from app.domain.catalog.models import Service
-from app.domain.iam.models import Staff, StaffStore
+from app.domain.iam import service as iam
 from app.domain.inventory import service as inventory
 from app.domain.members import service as members
 from app.domain.members.schemas import TimelineItem
+from app.domain.visits.events import SERVICE_COMPLETED, SERVICE_REVERSED
 from app.domain.visits.models import Commission, ServiceRecord
 from app.domain.visits.schemas import CommissionStatement, CommissionTotal, ServiceCompletion
+
+if TYPE_CHECKING:
+    from app.domain.iam.models import Staff
 
 REF = "service_record"
 CARE_MESSAGE_DELAY = timedelta(hours=24)
 
 
 async def _performer(session: AsyncSession, actor: Actor, staff_id: UUID, store_id: UUID) -> Staff:
-    staff = await session.get(Staff, (actor.tenant_id, staff_id))
-    if staff is None or not staff.active:
+    found = await iam.staff_at_store(session, actor.tenant_id, staff_id, store_id)
+    if found is None or not found[0].active:
         raise Unprocessable("staff_id: no such active staff member", code="validation_error", field="staff_id")
-    works_here = (await session.exec(select(StaffStore).where(
-        StaffStore.tenant_id == actor.tenant_id, StaffStore.staff_id == staff_id,
-        StaffStore.store_id == store_id))).first()
-    if works_here is None:
+    staff, works_here = found
+    if not works_here:
         raise Unprocessable("staff_id: this staff member does not work in this store", code="validation_error",
                             field="staff_id")
     return staff
@@ -55,6 +57,13 @@ async def complete_service(session: AsyncSession, actor: Actor, data: ServiceCom
     """Returns the record, the sessions left on the card (or None) and the commission in fen."""
     actor.require("visits:complete")
     actor.require_store(data.store_id)
+    return await complete_authorized(session, actor, data, appointment_id=appointment_id)
+
+
+async def complete_authorized(session: AsyncSession, actor: Actor, data: ServiceCompletion, *,
+                              appointment_id: UUID | None = None) -> tuple[ServiceRecord, int | None, int]:
+    """`complete_service` for a caller that has checked visits:complete and the store already (booking's
+    completion of an appointment, held to the appointment's store)."""
     service = await catalog.get_service_row(session, actor, data.service_id)
     if not service.active:
         raise Conflict("this service is no longer offered", code="service_inactive")
@@ -96,15 +105,13 @@ async def complete_service(session: AsyncSession, actor: Actor, data: ServiceCom
     payload = {"service_record_id": str(record.id), "member_id": str(member.id), "service_id": str(service.id),
                "service_name": service.name, "staff_id": str(staff.id), "store_id": str(data.store_id),
                "card_id": str(data.card_id) if data.card_id else None, "completed_at": performed_at.isoformat()}
-    await emit(session, "service.completed", payload)
+    await emit(session, SERVICE_COMPLETED, payload)
     return record, remaining, amount
 
 
 async def _record(session: AsyncSession, actor: Actor, record_id: UUID, *, for_update: bool = False) -> ServiceRecord:
-    record = await session.get(ServiceRecord, (actor.tenant_id, record_id), with_for_update=for_update)
-    if record is None:
-        raise NotFound("service record not found", code="service_record_not_found")
-    return record
+    return await get_or_404(session, ServiceRecord, actor.tenant_id, record_id, code="service_record_not_found",
+                            lock=for_update)
 
 
 async def reverse_service(session: AsyncSession, actor: Actor, record_id: UUID, reason: str) -> ServiceRecord:
@@ -131,7 +138,7 @@ async def reverse_service(session: AsyncSession, actor: Actor, record_id: UUID, 
     session.add(record)
     await session.flush()
     audit.record(session, "service.reverse", "service_record", record.id, reason=reason)
-    await emit(session, "service.reversed", {"service_record_id": str(record.id), "member_id": str(record.member_id)})
+    await emit(session, SERVICE_REVERSED, {"service_record_id": str(record.id), "member_id": str(record.member_id)})
     return record
 
 
@@ -252,13 +259,13 @@ async def commission_statement(session: AsyncSession, actor: Actor, *, staff_id:
 @members.timeline_source("service_record", staff_only_keys=("notes",))
 async def _visits_timeline(session: AsyncSession, tenant_id: UUID, member_id: UUID,
                            before: tuple[datetime, str] | None, limit: int) -> list[TimelineItem]:
-    stmt = (select(ServiceRecord, Service.name).join(Service, (Service.tenant_id == ServiceRecord.tenant_id)
-                                                     & (Service.id == ServiceRecord.service_id))
-            .where(ServiceRecord.tenant_id == tenant_id, ServiceRecord.member_id == member_id))
+    stmt = select(ServiceRecord).where(ServiceRecord.tenant_id == tenant_id, ServiceRecord.member_id == member_id)
     if before is not None:
         stmt = stmt.where(members.before_clause(ServiceRecord.completed_at, ServiceRecord.id, before, "visit:"))
-    rows = (await session.execute(stmt.order_by(ServiceRecord.completed_at.desc(), ServiceRecord.id.desc())
+    records = (await session.exec(stmt.order_by(ServiceRecord.completed_at.desc(), ServiceRecord.id.desc())
                                   .limit(limit))).all()
+    services = await catalog.services_by_id(session, tenant_id, {r.service_id for r in records})
+    rows = [(r, services[r.service_id].name) for r in records]
     return [TimelineItem(type="service_record", occurred_at=r.completed_at, id=f"visit:{r.id}",
                          title=f"{name}" + (" (已冲正)" if r.status == "reversed" else ""),
                          data={"service_id": str(r.service_id), "staff_id": str(r.staff_id), "status": r.status,

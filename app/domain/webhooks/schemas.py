@@ -1,50 +1,20 @@
 from __future__ import annotations
 
-import ipaddress
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from app.core.schemas import Strict
-from app.core.settings import get_settings
+from app.domain.webhooks import targets
 from app.domain.webhooks.topics import WEBHOOK_TOPICS
-
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-def _allow_http_localhost() -> bool:
-    settings = get_settings()
-    if settings.webhook_allow_http_localhost is not None:
-        return settings.webhook_allow_http_localhost
-    return settings.environment == "development"
 
 
 def check_url(value: str) -> str:
-    """https only (payloads carry member data); plain http to localhost only when allowed (development)."""
-    parts = urlsplit(value)
-    host = (parts.hostname or "").lower()
-    if not host or parts.scheme not in ("https", "http"):
-        raise ValueError("must be an absolute https:// URL")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials; the signature authenticates us")
-    if parts.fragment:
-        raise ValueError("must not have a #fragment")
-    if parts.scheme == "http" and not (host in LOCAL_HOSTS and _allow_http_localhost()):
-        raise ValueError("must use https:// (plain http only to localhost in development)")
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise ValueError("has an invalid port") from exc
-    if host not in LOCAL_HOSTS:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            ip = None
-        if ip is not None and (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified):
-            raise ValueError("must not point at a private or loopback address")
+    """https only (payloads carry member data), to public addresses only (see `targets`): everything that
+    needs no DNS is checked here; the service resolves the name before saving it."""
+    targets.parse_url(value)
     return value
 
 
@@ -56,7 +26,8 @@ def check_event_types(value: list[str]) -> list[str]:
 
 
 class SubscriptionCreate(Strict):
-    url: str = Field(min_length=8, max_length=2000, description="https:// endpoint that receives the POSTs")
+    url: str = Field(min_length=8, max_length=2000,
+                     description="https:// endpoint that receives the POSTs, at a public address")
     event_types: list[str] = Field(min_length=1, max_length=len(WEBHOOK_TOPICS),
                                    description="Outbox topics to deliver (GET /webhook-event-types)")
     description: str | None = Field(None, max_length=500)

@@ -11,19 +11,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import audit, outbox
+from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.db import session_scope, set_tenant
+from app.core.db import SessionFactory, set_tenant
 from app.core.errors import (
     AppError,
     BadRequest,
@@ -34,8 +34,9 @@ from app.core.errors import (
     Unauthorized,
     Unprocessable,
 )
+from app.core.events import emit
 from app.core.ids import new_id
-from app.core.redis import rkey
+from app.core.redis import create_redis, rkey
 from app.core.security import issue_token
 from app.core.settings import get_settings
 from app.domain.iam import service as iam
@@ -43,7 +44,11 @@ from app.domain.iam.schemas import TokenResponse
 from app.domain.members import service as members
 from app.domain.members.schemas import MemberOut
 from app.domain.tenancy import service as tenancy
-from app.domain.tenancy.models import Tenant
+from app.domain.wechat_links.events import (
+    WECOM_EXTERNAL_CONTACT_CHANGED,
+    WECOM_EXTERNAL_CONTACT_LINKED,
+    WECOM_MSGAUDIT_NOTIFY,
+)
 from app.domain.wechat_links.models import (
     MemberWechatLink,
     MemberWecomLink,
@@ -54,16 +59,16 @@ from app.domain.wechat_links.schemas import ExternalContactLink, MiniProgramLogi
 from app.integrations.wechat import mini_program as mp
 from app.integrations.wechat import wecom as wc
 from app.integrations.wechat.tokens import WeChatError, WeChatNotConfigured
-from app.workers.registry import on
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Tenant
 
 log = logging.getLogger("careloop.wechat")
 
 # Per client address per minute, for the unauthenticated sign-in endpoints (each costs calls to WeChat).
 SIGN_IN_LIMIT_PER_MINUTE = 60
 
-TOPIC_CONTACT_CHANGED = "wecom.external_contact_changed"
-TOPIC_MSGAUDIT = "wecom.msgaudit_notify"
-_ADDED = ("add_external_contact", "edit_external_contact", "add_half_external_contact")
+ADDED = ("add_external_contact", "edit_external_contact", "add_half_external_contact")
 _REMOVED = ("del_external_contact", "del_follow_user")
 
 
@@ -103,6 +108,24 @@ def mini_program_client(redis: Redis) -> mp.MiniProgramClient:
     return mp.MiniProgramClient(_mini_config(), redis)
 
 
+# The Redis that holds the shared WeChat/WeCom access tokens for work done outside requests (the worker's
+# handlers); set by the worker at start-up, else REDIS_URL.
+_redis_url: str | None = None
+
+
+def configure_redis(url: str | None) -> None:
+    global _redis_url
+    _redis_url = url
+
+
+def worker_redis() -> Redis:
+    """A Redis client for the token caches of the worker's WeChat/WeCom calls (the caller closes it)."""
+    url = _redis_url or get_settings().redis_url
+    if not url:
+        raise RuntimeError("no Redis configured for WeChat/WeCom access tokens (set REDIS_URL)")
+    return create_redis(url)
+
+
 async def _limit_sign_ins(redis: Redis, kind: str, ip: str | None) -> None:
     if not ip:
         return
@@ -116,7 +139,7 @@ async def _limit_sign_ins(redis: Redis, kind: str, ip: str | None) -> None:
 
 
 async def _tenant(session: AsyncSession, code: str) -> Tenant:
-    tenant = await tenancy.get_tenant_by_code(session, code)
+    tenant = await tenancy.tenant_by_code(session, code)
     if tenant is None or not tenant.active:
         raise NotFound("no such tenant", code="tenant_not_found")
     await set_tenant(session, tenant.id)
@@ -176,8 +199,7 @@ async def mini_program_login(session: AsyncSession, redis: Redis, data: MiniProg
     else:
         raise Conflict("this WeChat account is not bound to a member yet: send the phone number",
                        code="phone_required")
-    status = await _member_status(session, tenant.id, member_id)
-    if status != "active":
+    if member_id not in await members.members_by_id(session, tenant.id, {member_id}, active_only=True):
         raise Unauthorized("this member account is closed", code="account_disabled")
     await _bind(session, tenant.id, member_id, client.config.appid, wx)
     if bound:
@@ -185,15 +207,11 @@ async def mini_program_login(session: AsyncSession, redis: Redis, data: MiniProg
                      rebound_from=str(link.member_id) if link is not None else None)
     audit.record(session, "auth.login", "member", member_id, method="wechat_mini_program")
     ttl = get_settings().access_token_ttl_seconds
-    token, _ = issue_token(subject=str(member_id), tenant_id=str(tenant.id), audience="patient", ttl_seconds=ttl)
+    # The token names the WeChat account it was issued for: that account, still bound to the patient, is the
+    # one their own WeChat Pay orders are charged to (`payer_openid`).
+    token, _ = issue_token(subject=str(member_id), tenant_id=str(tenant.id), audience="patient", ttl_seconds=ttl,
+                           openid=wx.openid)
     return PatientLoginOut(access_token=token, expires_in=ttl, member_id=member_id, bound=bound)
-
-
-async def _member_status(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> str | None:
-    from app.domain.members.models import Member
-
-    return (await session.execute(select(Member.status).where(
-        Member.tenant_id == tenant_id, Member.id == member_id))).scalar_one_or_none()
 
 
 # ---------------------------------------------------------------------- WeCom staff sign-in and sidebar
@@ -254,7 +272,9 @@ async def _member_by_unionid(session: AsyncSession, tenant_id: UUID, unionid: st
 
 
 async def _link(session: AsyncSession, tenant_id: UUID, external_userid: str, member_id: UUID, source: str,
-                linked_by: UUID | None = None) -> None:
+                linked_by: UUID | None = None) -> bool:
+    """Link the contact to the member; emits `wecom.external_contact_linked` when the link was written
+    (True), so what waits for it (stored chats) is mapped at once."""
     stmt = insert(MemberWecomLink).values(tenant_id=tenant_id, external_userid=external_userid, member_id=member_id,
                                           source=source, linked_by=linked_by, created_at=utcnow())
     # A manual choice overrides anything; a unionid match never overrides a manual choice.
@@ -263,8 +283,13 @@ async def _link(session: AsyncSession, tenant_id: UUID, external_userid: str, me
         set_={"member_id": stmt.excluded.member_id, "source": stmt.excluded.source,
               "linked_by": stmt.excluded.linked_by, "updated_at": utcnow()},
         where=(stmt.excluded.source == "manual") | (MemberWecomLink.source != "manual"),
-    )
-    await session.execute(stmt)
+    ).returning(MemberWecomLink.external_userid)
+    if (await session.execute(stmt)).first() is None:
+        return False
+    await emit(session, WECOM_EXTERNAL_CONTACT_LINKED, {"external_userid": external_userid,
+                                                        "member_id": str(member_id), "source": source},
+               tenant_id=tenant_id)
+    return True
 
 
 async def _linked_member(session: AsyncSession, tenant_id: UUID, contact: WecomExternalContact) -> UUID | None:
@@ -339,9 +364,9 @@ def _callback_crypto() -> wc.WeComCallbackCrypto:
         return wc.WeComCallbackCrypto.from_config(_wecom_config())
 
 
-async def _callback_tenant(code: str) -> UUID:
-    async with session_scope() as session:
-        tenant = await tenancy.get_tenant_by_code(session, code)
+async def _callback_tenant(sessions: SessionFactory, code: str) -> UUID:
+    async with sessions() as session:
+        tenant = await tenancy.tenant_by_code(session, code)
     if tenant is None or not tenant.active:
         raise NotFound("no such tenant", code="tenant_not_found")
     return tenant.id
@@ -361,10 +386,10 @@ async def _claim_nonce(redis: Redis, tenant_id: UUID, nonce: str) -> str:
     return key
 
 
-async def verify_callback_url(redis: Redis, tenant_code: str, msg_signature: str, timestamp: str, nonce: str,
-                              echostr: str) -> str:
+async def verify_callback_url(sessions: SessionFactory, redis: Redis, tenant_code: str, msg_signature: str,
+                              timestamp: str, nonce: str, echostr: str) -> str:
     """WeCom's URL verification: answer the decrypted echostr (only a holder of the token and key can)."""
-    tenant_id = await _callback_tenant(tenant_code)
+    tenant_id = await _callback_tenant(sessions, tenant_code)
     crypto = _callback_crypto()
     try:
         crypto.verify_signature(msg_signature, timestamp, nonce, echostr)
@@ -377,12 +402,12 @@ async def verify_callback_url(redis: Redis, tenant_code: str, msg_signature: str
         raise BadRequest(str(exc), code="invalid_callback") from exc
 
 
-async def receive_callback(redis: Redis, tenant_code: str, msg_signature: str, timestamp: str, nonce: str,
-                           body: bytes) -> None:
+async def receive_callback(sessions: SessionFactory, redis: Redis, tenant_code: str, msg_signature: str,
+                           timestamp: str, nonce: str, body: bytes) -> None:
     """An encrypted event. Checked in this order: signature, timestamp window, nonce not seen before; then
     handled in one transaction with a receipt whose unique signature makes it exactly-once. If handling
     fails, the nonce is given back so WeCom's retry of the same delivery is accepted."""
-    tenant_id = await _callback_tenant(tenant_code)
+    tenant_id = await _callback_tenant(sessions, tenant_code)
     crypto = _callback_crypto()
     try:
         envelope = wc.parse_xml(body)
@@ -394,8 +419,8 @@ async def receive_callback(redis: Redis, tenant_code: str, msg_signature: str, t
         nonce_key = await _claim_nonce(redis, tenant_id, nonce)
         try:
             message = crypto.decrypt_message(body, msg_signature, timestamp, nonce)
-            async with session_scope(tenant_id) as session:
-                await _handle_event(session, redis, tenant_id, message, msg_signature, nonce)
+            async with sessions(tenant_id) as session:
+                await _handle_event(session, tenant_id, message, msg_signature, nonce)
         except BaseException:
             await redis.delete(nonce_key)
             raise
@@ -410,7 +435,7 @@ def _text(message: dict[str, Any], key: str) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-async def _handle_event(session: AsyncSession, redis: Redis, tenant_id: UUID, message: dict[str, Any],
+async def _handle_event(session: AsyncSession, tenant_id: UUID, message: dict[str, Any],
                         msg_signature: str, nonce: str) -> None:
     event, change = _text(message, "Event"), _text(message, "ChangeType")
     session.add(WecomCallbackReceipt(tenant_id=tenant_id, msg_signature=msg_signature, nonce=nonce,
@@ -421,53 +446,59 @@ async def _handle_event(session: AsyncSession, redis: Redis, tenant_id: UUID, me
     except IntegrityError as exc:
         raise Conflict("this callback was already received", code="replayed_callback") from exc
     if event == "change_external_contact":
-        await _external_contact_changed(session, redis, tenant_id, message, change)
+        await _external_contact_changed(session, tenant_id, message, change)
     elif event == "msgaudit_notify":
-        await outbox.emit(session, TOPIC_MSGAUDIT, {
+        await emit(session, WECOM_MSGAUDIT_NOTIFY, {
             "agent_id": _text(message, "AgentID"), "create_time": _text(message, "CreateTime")}, tenant_id=tenant_id)
     else:
         log.info("WeCom callback event %r (%r) ignored", event, change)
 
 
-async def _external_contact_changed(session: AsyncSession, redis: Redis, tenant_id: UUID, message: dict[str, Any],
+async def _external_contact_changed(session: AsyncSession, tenant_id: UUID, message: dict[str, Any],
                                     change: str | None) -> None:
     external_userid, staff_userid = _text(message, "ExternalUserID"), _text(message, "UserID")
     if not external_userid:
         raise BadRequest("change_external_contact without ExternalUserID", code="invalid_callback")
-    if change in _ADDED:
+    if change in ADDED:
+        # Name and unionid come only from WeCom's API, which is not called here: WeCom waits at most 5 s for
+        # this answer. The worker fetches the contact (`refresh_external_contact`, on this event).
         contact = await _upsert_contact(session, tenant_id, external_userid, add_follower=staff_userid)
-        try:  # name and unionid come only from the API; the event still counts if WeCom cannot answer now
-            contact = await _fetch_contact(session, redis, tenant_id, external_userid) or contact
-        except (AppError, WeChatError) as exc:
-            log.warning("could not fetch external contact %s: %s", external_userid, exc)
     elif change in _REMOVED:
         contact = await _upsert_contact(session, tenant_id, external_userid, remove_follower=staff_userid)
     else:
         contact = await _upsert_contact(session, tenant_id, external_userid)
     member_id = await _linked_member(session, tenant_id, contact)
-    await outbox.emit(session, TOPIC_CONTACT_CHANGED, {
+    await emit(session, WECOM_EXTERNAL_CONTACT_CHANGED, {
         "change_type": change, "external_userid": external_userid, "staff_userid": staff_userid,
         "member_id": str(member_id) if member_id else None, "state": _text(message, "State"),
         "welcome_code": _text(message, "WelcomeCode"), "create_time": _text(message, "CreateTime"),
     }, tenant_id=tenant_id)
 
 
-# ---------------------------------------------------------------- erasure and merge
+async def refresh_external_contact(sessions: SessionFactory, tenant_id: UUID, external_userid: str) -> None:
+    """The worker's half of an added or edited contact: ask WeCom who it is (no transaction open meanwhile),
+    store the answer, and link it to the mini-program member with the same unionid. Idempotent: a second run
+    stores the same answer and finds the link made (nothing emitted twice). A WeCom error raises, so the
+    outbox retries; a deployment without WeCom has nothing to ask."""
+    try:
+        config = _wecom_config()
+    except WeChatNotConfigured:
+        return
+    redis = worker_redis()
+    try:
+        found = await wc.WeComClient(config, redis).get_external_contact(external_userid)
+    finally:
+        await redis.aclose()
+    if found is None:
+        log.info("WeCom does not know external contact %s", external_userid)
+        return
+    async with sessions(tenant_id) as session:
+        contact = await _upsert_contact(session, tenant_id, external_userid, name=found.name, unionid=found.unionid,
+                                        contact_type=found.type, follow_userids=found.follow_userids)
+        await _linked_member(session, tenant_id, contact)
 
 
-@on("member.erased")
-async def _forget_erased_member(session: AsyncSession, event: outbox.OutboxEvent) -> None:
-    """An erased member's WeChat identities go with their personal data: the openid/unionid bindings are
-    deleted (a later mini-program login starts unbound), and the WeCom contact keeps no name or unionid."""
-    member_id = UUID(event.payload["member_id"])
-    external = list((await session.execute(select(MemberWecomLink.external_userid).where(
-        MemberWecomLink.tenant_id == event.tenant_id, MemberWecomLink.member_id == member_id))).scalars())
-    await session.execute(delete(MemberWechatLink).where(MemberWechatLink.tenant_id == event.tenant_id,
-                                                         MemberWechatLink.member_id == member_id))
-    if external:
-        await session.execute(update(WecomExternalContact).where(
-            WecomExternalContact.tenant_id == event.tenant_id,
-            WecomExternalContact.external_userid.in_(external)).values(name=None, unionid=None))
+# ---------------------------------------------------------------- merge
 
 
 @members.merge_mover("wechat_links")
@@ -479,3 +510,74 @@ async def _move_links(session: AsyncSession, tenant_id: UUID, duplicate_id: UUID
                                        .values(member_id=survivor_id))
         moved[name] = result.rowcount
     return moved
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+# Other contexts read this one only through the functions below (never its models, never raw SQL on its tables).
+
+
+async def mini_program_openid(session: AsyncSession, tenant_id: UUID, member_id: UUID, *,
+                              appid: str | None) -> str | None:
+    """The member's openid for mini-program messages. A member signed in from more than one WeChat account
+    gets the one used last (most likely the one that accepted the subscription); links of another
+    mini-program are left out when `appid` is given."""
+    stmt = select(MemberWechatLink.openid).where(MemberWechatLink.tenant_id == tenant_id,
+                                                 MemberWechatLink.member_id == member_id)
+    if appid is not None:
+        stmt = stmt.where(MemberWechatLink.appid == appid)
+    stmt = stmt.order_by(MemberWechatLink.last_login_at.desc().nulls_last(), MemberWechatLink.created_at.desc())
+    return (await session.execute(stmt.limit(1))).scalar_one_or_none()
+
+
+async def members_of_external_contacts(session: AsyncSession, tenant_id: UUID,
+                                       external_userids: set[str]) -> dict[str, UUID]:
+    """external_userid → member, for the WeCom contacts linked to a member (the others are left out)."""
+    if not external_userids:
+        return {}
+    rows = (await session.execute(select(MemberWecomLink.external_userid, MemberWecomLink.member_id).where(
+        MemberWecomLink.tenant_id == tenant_id, MemberWecomLink.external_userid.in_(external_userids)))).all()
+    return {row.external_userid: row.member_id for row in rows}
+
+
+async def payer_openid(session: AsyncSession, actor: Actor, *, member_id: UUID, requested: str | None,
+                       field: str = "payer_openid", appid: str | None = None) -> str:
+    """The openid a WeChat Pay (JSAPI) order is charged to, for checkout.
+
+    - A patient pays from their own WeChat account, whoever the order is for (a family member's too): one
+      bound to them in the merchant's mini-program (`appid`, default WECHAT_PAY_APPID) — the account their
+      token was issued for (`actor.extra["openid"]`, the token's `openid` claim) when it says, else the one
+      they signed in with last. A `requested` openid (what the mini-program sent) must be one of theirs:
+      422 `payer_openid_not_yours` naming `field` otherwise, and 422 `payer_openid_unknown` when they have
+      no WeChat account bound (sign in to the mini-program first).
+    - Staff and integrations: the `requested` openid, else the order member's last-used bound account.
+    """
+    appid = appid or get_settings().wechat_pay_appid
+    payer = actor.id if actor.kind == "patient" else member_id
+    stmt = select(MemberWechatLink.openid).where(MemberWechatLink.tenant_id == actor.tenant_id,
+                                                 MemberWechatLink.member_id == payer)
+    if appid:
+        stmt = stmt.where(MemberWechatLink.appid == appid)
+    stmt = stmt.order_by(MemberWechatLink.last_login_at.desc().nulls_last(), MemberWechatLink.created_at.desc())
+    bound = list((await session.execute(stmt)).scalars().all())
+    if actor.kind != "patient":
+        if requested:
+            return requested
+        if not bound:
+            raise Unprocessable(f"{field}: the member has no WeChat account bound to the mini-program; send the "
+                                "payer's openid", code="payer_openid_unknown", field=field)
+        return bound[0]
+    if requested:
+        if requested not in bound:
+            raise Unprocessable(f"{field}: this is not the WeChat account you signed in with",
+                                code="payer_openid_not_yours", field=field)
+        return requested
+    token_openid = (actor.extra or {}).get("openid")
+    if token_openid:
+        if token_openid not in bound:
+            raise Unprocessable(f"{field}: the WeChat account this sign-in was made with is no longer bound to "
+                                "you; sign in again", code="payer_openid_not_yours", field=field)
+        return token_openid
+    if not bound:
+        raise Unprocessable(f"{field}: no WeChat account of yours is bound to the mini-program; sign in to it "
+                            "first", code="payer_openid_unknown", field=field)
+    return bound[0]

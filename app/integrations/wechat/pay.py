@@ -206,6 +206,11 @@ def parse_platform_keys(spec: str) -> dict[str, RSAPublicKey]:
 # --------------------------------------------------------------------------- errors
 
 
+# WeChat answers that mean "not now" rather than "no" (rate limited, a fault on WeChat's side, the merchant
+# account short of funds until it is topped up): the same request, with the same number, may succeed later.
+RETRY_LATER_CODES = frozenset({"FREQUENCY_LIMITED", "SYSTEM_ERROR", "NOT_ENOUGH"})
+
+
 class PayError(AppError):
     """WeChat Pay refused the call, was unreachable, or answered something we could not verify."""
 
@@ -219,6 +224,13 @@ class PayError(AppError):
         self.http_status = http_status  # WeChat's status (None: no answer)
         self.verified = verified  # the error answer carried a valid WeChat signature
         self.request_id = request_id  # WeChat's Request-ID, for its support desk
+
+    @property
+    def refused(self) -> bool:
+        """A definitive refusal: a client error WeChat signed, other than those that mean "try again later".
+        Anything else (no answer, a 5xx, an unverifiable answer, a retry-later code) leaves the outcome open."""
+        return (self.verified and self.http_status is not None and 400 <= self.http_status < 500
+                and self.wechat_code not in RETRY_LATER_CODES)
 
 
 _REJECT_STATUS = {"bad_signature": 401, "unknown_serial": 401, "stale_timestamp": 401,

@@ -1,0 +1,115 @@
+"""Ended sign-ins, as each process knows them: PostgreSQL is the record, memory the cache.
+
+A sign-in (a refresh-token family; the access token's `sid`) ends by logout, by a reused refresh token, by a
+disabled account or a changed password: its `refresh_tokens` rows get `revoked_at`, in PostgreSQL, so no
+Redis restart or loss can bring it back. Every process keeps the families revoked within the last access-token
+lifetime in memory (older ones concern only expired tokens) and reads the new ones every
+`revocation_poll_seconds` with one indexed query, so checking a request's token costs no round trip at all.
+
+The bound: a revocation takes effect at once in the process that made it, and in every other process within
+`revocation_poll_seconds` (1 s by default) of its commit. A process that cannot reach the database keeps
+refusing what it knew and refuses every staff token once its knowledge is older than
+`revocation_max_staleness_seconds`: it fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import text
+
+from app.core.clock import utcnow
+from app.core.db import SessionFactory
+from app.core.errors import ServiceUnavailable
+from app.core.settings import get_settings
+
+log = logging.getLogger("careloop.revocations")
+
+# Across tenants (the owner's session): revocations of the last access-token lifetime, newest last. Rows of one
+# family share their revoked_at; the partial index ix_refresh_tokens_revoked keeps this cheap.
+_REVOKED_SINCE = text(
+    "SELECT family_id, max(revoked_at) AS revoked_at FROM refresh_tokens "
+    "WHERE revoked_at IS NOT NULL AND revoked_at > :since GROUP BY family_id"
+)
+# Re-read this much before the newest revocation seen: another process's clock may run a little behind.
+CLOCK_SLACK = timedelta(seconds=60)
+
+
+class RevokedSessions:
+    def __init__(self) -> None:
+        self._revoked: dict[str, datetime] = {}  # sid -> when it was revoked
+        self._newest: datetime | None = None
+        self._refreshed_at: float | None = None  # monotonic time of the last successful read
+        self._lock = asyncio.Lock()
+
+    def add(self, family_ids: list[UUID] | list[str]) -> None:
+        """Known at once in this process (the transaction that revoked them may still be committing)."""
+        now = utcnow()
+        for family_id in family_ids:
+            self._revoked[str(family_id)] = now
+
+    def is_revoked(self, sid: str) -> bool:
+        return sid in self._revoked
+
+    def fresh(self, within: float) -> bool:
+        return self._refreshed_at is not None and time.monotonic() - self._refreshed_at < within
+
+    async def refresh(self, sessions: SessionFactory, *, unless_fresh_within: float | None = None) -> int:
+        """Read revocations committed since the last read; returns how many were new. With
+        `unless_fresh_within`, a read that another caller finished meanwhile serves this one too."""
+        async with self._lock:
+            if unless_fresh_within is not None and self.fresh(unless_fresh_within):
+                return 0
+            window = timedelta(seconds=get_settings().access_token_ttl_seconds + 60)
+            floor = utcnow() - window
+            since = max(floor, self._newest - CLOCK_SLACK) if self._newest is not None else floor
+            started = time.monotonic()
+            async with sessions(system=True) as session:
+                rows = (await session.execute(_REVOKED_SINCE, {"since": since})).all()
+            new = 0
+            for family_id, revoked_at in rows:
+                key = str(family_id)
+                new += key not in self._revoked
+                self._revoked[key] = revoked_at
+                if self._newest is None or revoked_at > self._newest:
+                    self._newest = revoked_at
+            # Forget what only concerns expired access tokens.
+            for key in [k for k, at in self._revoked.items() if at < floor]:
+                del self._revoked[key]
+            self._refreshed_at = started
+            return new
+
+    async def ensure_fresh(self, sessions: SessionFactory) -> None:
+        """On the request path: nothing to do while the poller keeps up; otherwise (no poller running, as in
+        tests or a stalled loop) one read, shared by concurrent requests."""
+        settings = get_settings()
+        if self.fresh(settings.revocation_poll_seconds):
+            return
+        try:
+            await self.refresh(sessions, unless_fresh_within=settings.revocation_poll_seconds)
+        except Exception as exc:  # noqa: BLE001 - judged below: known revocations still hold, staleness fails closed
+            log.warning("cannot read revocations: %s", exc)
+        if not self.fresh(settings.revocation_max_staleness_seconds):
+            raise ServiceUnavailable("cannot check token revocation right now", code="revocations_unavailable",
+                                     retry_after=5)
+
+    async def poll(self, sessions: SessionFactory, stop: asyncio.Event) -> None:
+        """Keep this process's knowledge fresh until `stop` is set (run beside the API)."""
+        interval = get_settings().revocation_poll_seconds
+        while not stop.is_set():
+            try:
+                await self.refresh(sessions)
+            except Exception:  # noqa: BLE001 - keep polling; ensure_fresh fails closed meanwhile
+                log.warning("revocation poll failed", exc_info=True)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+
+# This process's knowledge (one per process, like its engine and its signing keys).
+revoked_sessions = RevokedSessions()

@@ -1,0 +1,63 @@
+"""What every members use case loads first: the member the actor may reach, the tenant's custom field
+definitions, and members' tags. No permission checks here: the use cases check theirs."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import and_
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core import crypto
+from app.core.actor import Actor
+from app.core.errors import Conflict, NotFound
+from app.core.rows import get_or_404
+from app.domain.members import policies
+from app.domain.members.models import CustomFieldDefinition, Member, MemberStatus, MemberTag, Tag
+
+
+async def load_member(session: AsyncSession, actor: Actor, member_id: UUID, *, for_update: bool = False) -> Member:
+    """The member, 404 when there is none or when a patient may not reach it (themselves and their family)."""
+    member = await get_or_404(session, Member, actor.tenant_id, member_id, code="member_not_found",
+                              lock=for_update)
+    if actor.kind == "patient" and not await policies.patient_may_access(session, actor, member):
+        raise NotFound("member not found", code="member_not_found")
+    return member
+
+
+def require_active(member: Member) -> None:
+    if member.status != MemberStatus.ACTIVE:
+        raise Conflict(f"this member is {member.status} and cannot be changed", code="member_inactive")
+
+
+async def tags_by_member(session: AsyncSession, tenant_id: UUID, member_ids: list[UUID]) -> dict[UUID, list[str]]:
+    """Each member's tag names, sorted (an empty list for a member without tags)."""
+    if not member_ids:
+        return {}
+    rows = (await session.execute(
+        select(MemberTag.member_id, Tag.name)
+        .join(Tag, and_(Tag.tenant_id == MemberTag.tenant_id, Tag.id == MemberTag.tag_id))
+        .where(MemberTag.tenant_id == tenant_id, MemberTag.member_id.in_(member_ids))
+        .order_by(Tag.name)
+    )).all()
+    out: dict[UUID, list[str]] = {m: [] for m in member_ids}
+    for member_id, name in rows:
+        out[member_id].append(name)
+    return out
+
+
+async def definitions_of(session: AsyncSession, tenant_id: UUID) -> list[CustomFieldDefinition]:
+    """The tenant's custom field definitions (deactivated ones too), in form order."""
+    stmt = select(CustomFieldDefinition).where(CustomFieldDefinition.tenant_id == tenant_id)
+    return list((await session.exec(stmt.order_by(CustomFieldDefinition.position, CustomFieldDefinition.key))).all())
+
+
+def health_keys(definitions: list[CustomFieldDefinition]) -> set[str]:
+    return {d.key for d in definitions if d.health}
+
+
+def phone_shown(member: Member, contact: bool) -> str | None:
+    if member.phone_encrypted is None:
+        return None
+    return crypto.decrypt(member.phone_encrypted) if contact else member.phone_masked
