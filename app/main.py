@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api.docs_pages import install_docs_pages
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.v1 import (
@@ -41,6 +43,7 @@ from app.core import db
 from app.core.embedded import resolve_urls
 from app.core.redis import create_redis
 from app.core.settings import Settings, get_settings
+from app.domain.iam.revocations import revoked_sessions
 
 log = logging.getLogger("careloop")
 
@@ -75,6 +78,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             db_url, r_url = db_url or resolved[0], r_url or resolved[1]
         db.init_engine(db_url, settings, app_url=app_database_url)
         app.state.redis = create_redis(r_url)
+        # Ended sign-ins, kept fresh in this process (the request path then checks tokens in memory).
+        stop_polling = asyncio.Event()
+        revocation_poller = asyncio.create_task(revoked_sessions.poll(db.session_scope, stop_polling),
+                                                name="revocation-poller")
         app.state.database_url, app.state.redis_url = db_url, r_url
         worker = None
         in_process = run_worker if run_worker is not None else (
@@ -87,6 +94,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         try:
             yield
         finally:
+            stop_polling.set()
+            await revocation_poller
             if worker is not None:
                 await worker.close()
             await app.state.redis.aclose()
@@ -98,12 +107,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from vendored assets below: the page must work offline
         redoc_url=None,
     )
+    install_docs_pages(app, openapi_url=f"{API_PREFIX}/openapi.json", title="CareLoop API")
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes,
-                       overrides={f"{API_PREFIX}/member-imports": settings.import_max_bytes})
+                       overrides={f"{API_PREFIX}/member-imports": settings.import_max_bytes},
+                       own_input_checks=("/graphql",))
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)

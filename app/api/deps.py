@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from uuid import UUID
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.routing import authenticate
 from app.core.actor import Actor
 from app.core.context import RequestContext, current_context, set_context
-from app.core.errors import ServiceUnavailable, Unauthorized
+from app.core.db import session_scope
+from app.core.errors import Unauthorized
 from app.domain.iam import service as iam
+from app.domain.iam.revocations import revoked_sessions
+from app.domain.members import service as members
 
 STAFF_AND_INTEGRATION = ("staff", "integration")
 
 
-def get_db(request: Request) -> AsyncSession:
+async def get_db(request: Request) -> AsyncSession:
     return request.state.db
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
@@ -46,18 +49,18 @@ async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
         tenant_id, subject = UUID(claims["tid"]), UUID(claims["sub"])
         if claims["aud"] == "staff":
             sid = claims.get("sid")
-            try:
-                revoked = bool(sid) and await iam.is_session_revoked(request.app.state.redis, sid)
-            except (OSError, RedisError) as exc:  # fail closed when revocations cannot be checked
-                raise ServiceUnavailable("cannot check token revocation right now") from exc
-            if revoked:
+            # Held in memory, read from PostgreSQL (app/domain/iam/revocations.py): no round trip here.
+            await revoked_sessions.ensure_fresh(session_scope)
+            if sid and revoked_sessions.is_revoked(sid):
                 raise Unauthorized("this sign-in was ended; sign in again", code="token_revoked")
             cached = await iam.load_staff_actor(session, tenant_id, subject, sid)
         elif claims["aud"] == "integration":
             cached = await iam.load_integration_actor(session, tenant_id, subject,
                                                       str(claims.get("scope", "")).split())
         else:
-            cached = await iam.load_patient_actor(session, tenant_id, subject)
+            cached = await members.load_patient_actor(session, tenant_id, subject)
+            if claims.get("openid"):  # the WeChat account the token was issued for (pays as it)
+                cached = replace(cached, extra={**cached.extra, "openid": str(claims["openid"])})
         request.state.actor = cached
         ctx = current_context()
         set_context(RequestContext(request_id=ctx.request_id, ip=ctx.ip,

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -60,6 +61,9 @@ PROBLEM_RESPONSES = problem_responses({
     413: "The request body is over the size limit (`payload_too_large`)",
     422: "Invalid input (`validation_error`); `errors[]` names each offending field",
     429: "Too many requests; retry after `Retry-After` seconds",
+    503: "A service this request needs is unavailable or not configured: Redis (`redis_unavailable`), the "
+         "record of ended sign-ins (`revocations_unavailable`), WeChat/WeCom (`wechat_not_configured`); "
+         "retry after `Retry-After` seconds where given",
 })
 
 
@@ -158,9 +162,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(AppError("a value is out of range or malformed", code="invalid_value",
                                          status=422, title="Invalid value").problem(request.url.path))
 
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+        # Only what needs Redis gets here (sign-in limits, token caches): a wait, not a crash.
+        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(REDIS_UNAVAILABLE | {"instance": request.url.path}, {"Retry-After": "5"})
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response({"type": PROBLEM_BASE + "internal_error", "title": "Internal error",
-                                 "status": 500, "detail": "something went wrong; the change was not saved",
-                                 "code": "internal_error", "instance": request.url.path})
+        return problem_response(internal_error(request.url.path))
+
+
+REDIS_UNAVAILABLE = {"type": PROBLEM_BASE + "redis_unavailable", "title": "Service unavailable", "status": 503,
+                     "detail": "a service this request needs is unavailable; try again shortly",
+                     "code": "redis_unavailable"}
+
+
+def internal_error(instance: str | None) -> dict[str, Any]:
+    return {"type": PROBLEM_BASE + "internal_error", "title": "Internal error", "status": 500,
+            "detail": "something went wrong; the change was not saved", "code": "internal_error",
+            "instance": instance}

@@ -9,8 +9,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import validation_problem
-from app.api.input_checks import media_type, nul_errors, reads_whole_body
+from app.api.errors import internal_error, validation_problem
+from app.api.input_checks import media_type, reads_whole_body, unstorable_errors
 from app.core.context import RequestContext, reset_context, set_context
 from app.core.errors import PayloadTooLarge
 from app.core.ids import new_id
@@ -36,17 +36,24 @@ class RequestContextMiddleware:
                                            actor_type="anonymous"))
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:  # noqa: BLE001 - answered here, not re-raised: see below
+            # An error no handler mapped. Re-raised, it would reach the server, which then closes the
+            # keep-alive connection and fails the client's next request too; answered here, it is one 500.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await _send_problem(send_with_id, internal_error(scope["path"]))
         finally:
             log.info("request", extra={"method": scope["method"], "path": scope["path"], "status": status,
                                        "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
@@ -54,18 +61,21 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 (declared or counted as they arrive), and input no
-    endpoint can store (NUL characters, see app.api.input_checks) with 422, before the endpoint runs.
+    """Refuse bodies over the limit with 413 (declared or counted as they arrive), and input no endpoint
+    can store (NUL characters and lone surrogates, see app.api.input_checks) with 422, before it runs.
 
     `overrides` raises the limit for paths that take files (member imports), by path prefix.
-    JSON and URL-encoded form bodies are read in full first (the endpoint would buffer them anyway);
-    other bodies stream through, counted.
+    `own_input_checks` are path prefixes whose endpoint runs the same input check itself and answers in its
+    own protocol's shape (GraphQL: `errors[]` with the problem code). JSON and URL-encoded form bodies are
+    read in full first (the endpoint would buffer them anyway); other bodies stream through, counted.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None,
+                 own_input_checks: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.overrides = overrides or {}
+        self.own_input_checks = own_input_checks
 
     def limit_for(self, path: str) -> int:
         for prefix, limit in self.overrides.items():
@@ -122,7 +132,7 @@ class BodyLimitMiddleware:
                 return
             body = b"".join(chunks)
             app_receive = _replay(body, receive)
-        errors = nul_errors(scope, body, media)
+        errors = [] if scope["path"].startswith(self.own_input_checks) else unstorable_errors(scope, body, media)
         if errors:
             await _send_problem(send, validation_problem(errors, scope["path"]))
             return

@@ -5,6 +5,13 @@ commits: the tenant's chain head is locked (briefly: only for the commit), each 
 sequence number and `hash = sha256(prev_hash + canonical entry)`. Changing, removing or reordering
 any row breaks every later hash, which `verify_chain()` reports. UPDATE and DELETE are refused by a
 trigger and not granted to the application role.
+
+Reads of health data are audited too, but a read must not queue behind the chain lock: `record_read()`
+appends to `audit_reads` (insert only for the application role, no lock) in the reading transaction, which
+commits before the answer is sent, and `seal_reads()` (the worker, every few seconds) moves them into the
+chain in the order they occurred. The guarantee: a read that was answered is recorded durably; it is in
+the chain once the next sealing pass ran; `verify_chain()` reports reads not sealed yet and the age of the
+oldest.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from uuid import UUID
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
 from app.core.context import current_context
-from app.core.db import before_commit, current_tenant
+from app.core.db import SessionFactory, before_commit, current_tenant
 from app.core.ids import new_id
 from app.core.models import TENANT_TABLES
 
@@ -64,7 +71,29 @@ class AuditHead(SQLModel, table=True):
     last_hash: str = Field(default=GENESIS_HASH, sa_type=Text)
 
 
-TENANT_TABLES.update({"audit_log", "audit_heads"})
+class AuditRead(SQLModel, table=True):
+    """A read of protected data, recorded without the chain lock and sealed into the chain shortly after."""
+
+    __tablename__ = "audit_reads"
+    __table_args__ = (Index("ix_audit_reads_order", "occurred_at", "id"),)
+
+    tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
+    id: UUID = Field(default_factory=new_id, primary_key=True)
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    actor_type: str = Field(sa_type=Text)
+    actor_id: str | None = Field(default=None, sa_type=Text)
+    action: str = Field(sa_type=Text)
+    target_type: str = Field(sa_type=Text)
+    target_id: str | None = Field(default=None, sa_type=Text)
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    request_id: str | None = Field(default=None, sa_type=Text)
+    ip: str | None = Field(default=None, sa_type=Text)
+
+
+TENANT_TABLES.update({"audit_log", "audit_heads", "audit_reads"})
+# The fields an entry is hashed over (besides its place in the chain).
+ENTRY_FIELDS = ("tenant_id", "occurred_at", "actor_type", "actor_id", "action", "target_type", "target_id",
+                "summary", "request_id", "ip")
 
 
 def snapshot(obj: Any, *, fields: list[str] | None = None) -> dict[str, Any]:
@@ -99,9 +128,25 @@ def record(
     **details: Any,
 ) -> None:
     """Queue an audit entry; it is chained and written just before this transaction commits."""
+    session.info.setdefault("audit_pending", []).append(
+        _entry(session, action, target_type, target_id, before=before, after=after, tenant_id=tenant_id,
+               details=details))
+    before_commit(session, _seal_pending, "audit")
+
+
+def record_read(session: AsyncSession, action: str, target_type: str, target_id: Any = None, *,
+                tenant_id: UUID | None = None, **details: Any) -> None:
+    """Record a read of protected data: written with this transaction, without waiting for the chain lock,
+    and sealed into the chain by `seal_reads` soon after."""
+    session.add(AuditRead(**_entry(session, action, target_type, target_id, tenant_id=tenant_id, details=details)))
+
+
+def _entry(session: AsyncSession, action: str, target_type: str, target_id: Any, *,
+           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+           tenant_id: UUID | None = None, details: dict[str, Any]) -> dict[str, Any]:
     tenant = tenant_id or current_tenant(session)
     if tenant is None:
-        raise RuntimeError("audit.record needs a tenant")
+        raise RuntimeError("an audit entry needs a tenant")
     ctx = current_context()
     summary: dict[str, Any] = {}
     if before is not None:
@@ -110,21 +155,18 @@ def record(
         summary["after"] = _jsonable(after)
     if details:
         summary.update(_jsonable(details))
-    session.info.setdefault("audit_pending", []).append(
-        {
-            "tenant_id": tenant,
-            "occurred_at": utcnow(),
-            "actor_type": ctx.actor_type,
-            "actor_id": ctx.actor_id,
-            "action": action,
-            "target_type": target_type,
-            "target_id": None if target_id is None else str(target_id),
-            "summary": summary,
-            "request_id": ctx.request_id,
-            "ip": ctx.ip,
-        }
-    )
-    before_commit(session, _seal_pending, "audit")
+    return {
+        "tenant_id": tenant,
+        "occurred_at": utcnow(),
+        "actor_type": ctx.actor_type,
+        "actor_id": ctx.actor_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": None if target_id is None else str(target_id),
+        "summary": summary,
+        "request_id": ctx.request_id,
+        "ip": ctx.ip,
+    }
 
 
 def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
@@ -156,17 +198,17 @@ _LOCK_HEAD = text(
 )
 
 
-async def _seal_pending(session: AsyncSession) -> None:
-    pending: list[dict[str, Any]] = session.info.pop("audit_pending", [])
+async def _chain(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """Append entries to their tenants' chains, in the given order, under each head's row lock."""
     by_tenant: dict[UUID, list[dict[str, Any]]] = {}
-    for entry in pending:
+    for entry in entries:
         by_tenant.setdefault(entry["tenant_id"], []).append(entry)
-    for tenant_id, entries in by_tenant.items():
+    for tenant_id, own in by_tenant.items():
         row = (
             await session.execute(_LOCK_HEAD, {"tenant_id": tenant_id, "genesis": GENESIS_HASH})
         ).one()
         seq, prev = row.last_seq, row.last_hash
-        for entry in entries:
+        for entry in own:
             seq += 1
             entry["seq"] = seq
             entry["prev_hash"] = prev
@@ -179,12 +221,44 @@ async def _seal_pending(session: AsyncSession) -> None:
     await session.flush()
 
 
+async def _seal_pending(session: AsyncSession) -> None:
+    await _chain(session, session.info.pop("audit_pending", []))
+
+
+_DELETE_SEALED = text(
+    "DELETE FROM audit_reads WHERE (tenant_id, id) IN (SELECT unnest(CAST(:t AS uuid[])), unnest(CAST(:i AS uuid[])))"
+)
+
+
+async def seal_reads(sessions: SessionFactory, *, batch: int = 2000) -> int:
+    """Move recorded reads into the chain, oldest first, in batches; returns how many were sealed.
+
+    Each batch is one owner transaction: the reads are taken with SKIP LOCKED (two sealers never take the
+    same rows), chained, and deleted from `audit_reads` together, so a crash leaves them to the next pass."""
+    sealed = 0
+    while True:
+        async with sessions(system=True) as session:
+            reads = (await session.execute(
+                select(AuditRead).order_by(col(AuditRead.occurred_at), col(AuditRead.id)).limit(batch)
+                .with_for_update(skip_locked=True))).scalars().all()
+            if not reads:
+                return sealed
+            await _chain(session, [{field: getattr(read, field) for field in ENTRY_FIELDS} for read in reads])
+            await session.execute(_DELETE_SEALED, {"t": [r.tenant_id for r in reads], "i": [r.id for r in reads]})
+            sealed += len(reads)
+        if len(reads) < batch:
+            return sealed
+
+
 @dataclass
 class ChainReport:
     ok: bool
     checked: int
     broken_at_seq: int | None = None
     reason: str | None = None
+    # Reads recorded but not sealed into the chain yet (normal for a few seconds; growing means no sealer).
+    unsealed_reads: int = 0
+    oldest_unsealed_seconds: float | None = None
 
 
 async def _chain_head(session: AsyncSession, tenant_id: UUID) -> AuditHead | None:
@@ -193,13 +267,23 @@ async def _chain_head(session: AsyncSession, tenant_id: UUID) -> AuditHead | Non
 
 
 async def verify_chain(session: AsyncSession, tenant_id: UUID) -> ChainReport:
-    """Recompute every hash in order; report the first row that does not match."""
+    """Recompute every hash in order; report the first row that does not match, and the reads waiting to be
+    sealed."""
+    report = await _verify_sealed(session, tenant_id)
+    unsealed, oldest = (await session.execute(
+        select(func.count(), func.min(AuditRead.occurred_at)).where(AuditRead.tenant_id == tenant_id))).one()
+    report.unsealed_reads = unsealed
+    report.oldest_unsealed_seconds = None if oldest is None else round((utcnow() - oldest).total_seconds(), 1)
+    return report
+
+
+async def _verify_sealed(session: AsyncSession, tenant_id: UUID) -> ChainReport:
     prev, expected_seq, checked = GENESIS_HASH, 1, 0
     # Each statement sees its own snapshot, and a row always commits together with its head: so the
     # head is read first and the rows it covers are chained, while rows that a transaction commits
     # meanwhile lie beyond this head (they are chained next time) instead of looking like removals.
     head = await _chain_head(session, tenant_id)
-    stmt = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(AuditEntry.seq)
+    stmt = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(col(AuditEntry.seq))
     if head is not None:
         stmt = stmt.where(AuditEntry.seq <= head.last_seq)
     result = await session.stream(stmt.execution_options(yield_per=500))

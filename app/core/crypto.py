@@ -63,6 +63,8 @@ def _dev_secret(settings: Settings, name: str, make) -> str:
 
 
 def load_field_keys(settings: Settings) -> FieldKeys:
+    if not (settings.field_encryption_keys and settings.blind_index_key):
+        settings.require_production_ready()  # production never encrypts with a generated key
     spec = settings.field_encryption_keys or _dev_secret(
         settings, "field-keys.txt", lambda: "k1:" + base64.b64encode(os.urandom(32)).decode())
     index = settings.blind_index_key or _dev_secret(

@@ -86,7 +86,9 @@ def stop_embedded() -> None:
 
 
 def resolve_urls(settings) -> tuple[str, str]:
-    """The database and Redis URLs to use: the configured servers, or embedded ones."""
+    """The database and Redis URLs to use: the configured servers, or embedded ones (never in production)."""
+    if not (settings.database_url and settings.redis_url):
+        settings.require_production_ready()
     database_url = settings.database_url
     redis_url = settings.redis_url
     data_dir = Path(settings.data_dir)

@@ -1,10 +1,11 @@
 """Building blocks shared by every context's request schemas."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, StrictInt
 
 
 class Strict(BaseModel):
@@ -26,3 +27,20 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
 Fen = StrictInt
 """An amount in integer fen; a float or a string amount is refused, never rounded."""
+
+
+# C0 controls (tab and newline too: a name is one line), DEL and C1 controls. Nobody types them; they
+# arrive pasted from other systems, print as nothing or garbage, and .xlsx cannot hold most of them.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> str:
+    found = _CONTROL_CHARACTERS.search(value)
+    if found:
+        raise ValueError(f"must not contain control characters (found U+{ord(found.group()):04X})")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_no_control_characters)]
+"""A name people read (of a member, store, staff member, service, product, card template, tag…): one line
+of text without control characters. Length limits stay with each field (`name: Name = Field(max_length=50)`)."""

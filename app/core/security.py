@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jose import JWTError, jwt
+from jose import JWTError, jwk, jwt
 
 from app.core.clock import utcnow
 from app.core.ids import new_id
@@ -63,6 +64,9 @@ def constant_time_equal(a: str, b: str) -> bool:
 class SigningKeys:
     private_pem: str
     public_pem: str
+    # The keys as python-jose objects, parsed once: given PEM text, jose parses it on every call.
+    signing_key: Any = field(repr=False, compare=False, default=None)
+    verifying_key: Any = field(repr=False, compare=False, default=None)
 
 
 def _generate_private_key_pem() -> str:
@@ -79,6 +83,7 @@ def load_signing_keys(settings: Settings) -> SigningKeys:
     if not pem and settings.jwt_private_key_file:
         pem = Path(settings.jwt_private_key_file).read_text()
     if not pem:
+        settings.require_production_ready()  # production never signs with a generated key
         # Development and embedded mode: a key made once and kept beside the embedded data.
         path = Path(settings.data_dir) / "jwt-private.pem"
         if not path.exists():
@@ -90,7 +95,8 @@ def load_signing_keys(settings: Settings) -> SigningKeys:
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
-    return SigningKeys(private_pem=pem, public_pem=public_pem)
+    return SigningKeys(private_pem=pem, public_pem=public_pem, signing_key=jwk.construct(pem, ALGORITHMS[0]),
+                       verifying_key=jwk.construct(public_pem, ALGORITHMS[0]))
 
 
 @lru_cache
@@ -100,6 +106,33 @@ def signing_keys() -> SigningKeys:
 
 class TokenError(Exception):
     pass
+
+
+@lru_cache(maxsize=8192)
+def _verified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token whose header, signature, issuer and required claims check out (not cached when
+    they do not: an exception is raised every time)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except JWTError as exc:
+        raise TokenError("malformed token") from exc
+    if header.get("alg") not in ALGORITHMS:
+        raise TokenError(f"algorithm {header.get('alg')!r} is not accepted")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            signing_keys().verifying_key,
+            algorithms=ALGORITHMS,
+            issuer=get_settings().jwt_issuer,
+            options={"verify_aud": False, "require_exp": True, "require_iat": True},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("token expired") from exc
+    except JWTError as exc:
+        raise TokenError(f"invalid token: {exc}") from exc
+    if not isinstance(claims.get("exp"), int | float):
+        raise TokenError("token lacks an expiry")
+    return claims
 
 
 def issue_token(
@@ -119,29 +152,18 @@ def issue_token(
         "jti": str(new_id()),
         **claims,
     }
-    return jwt.encode(payload, signing_keys().private_pem, algorithm=ALGORITHMS[0]), payload
+    return jwt.encode(payload, signing_keys().signing_key, algorithm=ALGORITHMS[0]), payload
 
 
 def decode_token(token: str, *, audiences: tuple[str, ...] = AUDIENCES) -> dict[str, Any]:
-    """Verify signature, algorithm, expiry, issuer and audience; raise TokenError with the reason."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except JWTError as exc:
-        raise TokenError("malformed token") from exc
-    if header.get("alg") not in ALGORITHMS:
-        raise TokenError(f"algorithm {header.get('alg')!r} is not accepted")
-    try:
-        claims = jwt.decode(
-            token,
-            signing_keys().public_pem,
-            algorithms=ALGORITHMS,
-            issuer=get_settings().jwt_issuer,
-            options={"verify_aud": False, "require_exp": True, "require_iat": True},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenError("token expired") from exc
-    except JWTError as exc:
-        raise TokenError(f"invalid token: {exc}") from exc
+    """Verify signature, algorithm, expiry, issuer and audience; raise TokenError with the reason.
+
+    A token's signature is verified once per process (`_verified_claims` keeps the last few thousand): the
+    same bytes verify the same way every time, and expiry is checked on every call. Revocation is not a
+    property of the token and is checked by the caller (`sid`)."""
+    claims = dict(_verified_claims(token))
+    if claims["exp"] <= time.time():
+        raise TokenError("token expired")
     if claims.get("aud") not in audiences:
         raise TokenError(f"token audience {claims.get('aud')!r} is not accepted here")
     if not claims.get("sub") or not claims.get("tid"):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProductionMisconfigured(RuntimeError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("ENVIRONMENT=production refuses to start:\n" + "\n".join(f"- {p}" for p in problems))
 
 
 class Settings(BaseSettings):
@@ -30,6 +37,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # `production` makes a misconfiguration fatal at start-up instead of quietly convenient: no generated
+    # keys, no embedded PostgreSQL or Redis, no plain-http webhooks (see `production_problems`).
     environment: str = "development"
     log_level: str = "INFO"
     log_json: bool = True
@@ -41,6 +50,13 @@ class Settings(BaseSettings):
     jwt_private_key_file: Path | None = None
     jwt_issuer: str = "careloop"
     access_token_ttl_seconds: int = 900
+    # Ended sign-ins are read from PostgreSQL into each process this often (the bound on how long a logout
+    # takes to reach the other processes); past the staleness limit staff tokens are refused (503).
+    revocation_poll_seconds: float = 1.0
+    revocation_max_staleness_seconds: float = 30.0
+    # Who a staff token's subject is (roles, permissions, stores) is kept this long per process; a change made
+    # by another process is seen within it (ended sign-ins are not delayed by it).
+    actor_cache_seconds: float = 5.0
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     integration_token_ttl_seconds: int = 3600
 
@@ -62,6 +78,9 @@ class Settings(BaseSettings):
     graphql_max_depth: int = 8
     graphql_max_tokens: int = 2000
     graphql_max_aliases: int = 30
+    # GraphiQL at GET /graphql and schema introspection: on unless ENVIRONMENT=production (None).
+    graphql_ide: bool | None = None
+    graphql_introspection: bool | None = None
 
     # Personal data encryption (phone, ID number): "kid:base64key,kid2:base64key" (32-byte AES keys);
     # the first encrypts, all decrypt, so keys rotate by prepending a new one. Generated under
@@ -135,16 +154,70 @@ class Settings(BaseSettings):
     wecom_msgaudit_private_key_file: Path | None = None
     wecom_msgaudit_proxy: str | None = None
     wecom_msgaudit_proxy_password: str | None = None
+    # The tenant (its code) whose chats the archive is: one corp's archive belongs to exactly one tenant, and
+    # the sync refuses to copy it into any other. Unset: chat sync is off.
+    wecom_msgaudit_tenant: str | None = None
     chat_sync_batch_size: int = 500  # records per GetChatData call (WeCom allows at most 1000)
     chat_sync_timeout_seconds: int = 10
 
     # Outgoing webhooks (app/domain/webhooks). Plain http:// receivers on localhost are accepted only
     # when this is on (default: on in development, off otherwise); everything else must be https.
     webhook_allow_http_localhost: bool | None = None
+    # Intranet receivers (a HIS on the clinic's own network): comma-separated CIDRs whose addresses webhooks
+    # may reach although they are private, e.g. "10.20.0.0/16,192.168.8.10/32". Everything else must be public.
+    webhook_allowed_private_networks: str | None = None
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
     webhook_backoff_base_seconds: float = 30.0
     webhook_backoff_max_seconds: float = 6 * 3600.0
+
+    @field_validator("webhook_allowed_private_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: str | None) -> str | None:
+        for part in (value or "").split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"WEBHOOK_ALLOWED_PRIVATE_NETWORKS: {part.strip()!r} is not a CIDR") from exc
+        return value
+
+    @property
+    def production(self) -> bool:
+        return self.environment.strip().lower() == "production"
+
+    def production_problems(self) -> list[str]:
+        """What `ENVIRONMENT=production` refuses: each is convenient on a laptop and wrong in production."""
+        if not self.production:
+            return []
+        problems = []
+        if not (self.jwt_private_key or self.jwt_private_key_file):
+            problems.append("JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is not set (a key would be generated)")
+        if not self.field_encryption_keys:
+            problems.append("FIELD_ENCRYPTION_KEYS is not set (a key would be generated)")
+        if not self.blind_index_key:
+            problems.append("BLIND_INDEX_KEY is not set (a key would be generated)")
+        if not self.database_url:
+            problems.append("DATABASE_URL is not set (the embedded PostgreSQL would start)")
+        if not self.redis_url:
+            problems.append("REDIS_URL is not set (the embedded Redis would start)")
+        if self.webhook_allow_http_localhost:
+            problems.append("WEBHOOK_ALLOW_HTTP_LOCALHOST is on (webhooks must be https in production)")
+        return problems
+
+    def require_production_ready(self) -> None:
+        """Refuse to start on a production misconfiguration, naming every problem at once."""
+        problems = self.production_problems()
+        if problems:
+            raise ProductionMisconfigured(problems)
+
+    @property
+    def graphql_ide_enabled(self) -> bool:
+        return self.graphql_ide if self.graphql_ide is not None else not self.production
+
+    @property
+    def graphql_introspection_enabled(self) -> bool:
+        return self.graphql_introspection if self.graphql_introspection is not None else not self.production
 
     @property
     def embedded_database(self) -> bool:

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.fastapi import GraphQLRouter
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
+from app.api.docs_pages import offline_graphiql_html
 from app.api.routing import TransactionalRoute
 from app.core.errors import AppError
 from app.core.pagination import PageParams
 from app.core.settings import Settings
 from app.domain.tenancy import service as tenancy
-from app.domain.tenancy.models import Store
 from app.graphql.booking import BookingMutations, BookingQueries
 from app.graphql.care import CareMutations, CareQueries
 from app.graphql.checkout import CheckoutMutations, CheckoutQueries
 from app.graphql.context import Context, get_context, page_limit, parse_id
+from app.graphql.input_checks import RefuseUnstorableText
+from app.graphql.limits import CareLoopSchema, IntrospectionDepthLimit
 from app.graphql.members import MemberMutations, MemberQueries
+
+if TYPE_CHECKING:
+    from app.domain.tenancy.models import Store
 
 
 @strawberry.type
@@ -56,6 +68,7 @@ class Me:
     roles: list[str]
     permissions: list[str]
     store_ids: strawberry.Private[list[UUID] | None]
+    tenant_id: strawberry.Private[UUID]
 
     @strawberry.field(description="Stores this caller may act in (every store when unrestricted).")
     async def stores(self, info: Info[Context, None]) -> list[StoreType]:
@@ -63,7 +76,7 @@ class Me:
             rows, _ = await tenancy.list_stores(info.context.session, await info.context.actor(),
                                                 PageParams(limit=200))
             return [StoreType.of(s) for s in rows]
-        loaded = await info.context.store_loader().load_many(self.store_ids)
+        loaded = await info.context.store_loader(self.tenant_id).load_many(self.store_ids)
         return [StoreType.of(s) for s in loaded if s is not None]
 
 
@@ -74,7 +87,8 @@ class PlatformQuery:
         actor = await info.context.actor(audiences=("staff", "integration", "patient"))
         return Me(id=strawberry.ID(str(actor.id)), kind=actor.kind, display_name=actor.display_name,
                   roles=list(actor.roles), permissions=sorted(actor.permissions),
-                  store_ids=None if actor.store_ids is None else sorted(actor.store_ids, key=str))
+                  store_ids=None if actor.store_ids is None else sorted(actor.store_ids, key=str),
+                  tenant_id=actor.tenant_id)
 
     @strawberry.field(description="The tenant's stores, a page at a time.")
     async def stores(self, info: Info[Context, None], limit: int = 50, cursor: str | None = None) -> StorePage:
@@ -119,20 +133,30 @@ Mutation = merge_types("Mutation", (MemberMutations, BookingMutations, CheckoutM
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
-    return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
-        extensions=[
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
-            ProblemCodes,
-        ],
-    )
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+        IntrospectionDepthLimit,
+        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        RefuseUnstorableText,
+        ProblemCodes,
+    ]
+    if not settings.graphql_introspection_enabled:
+        extensions.insert(0, DisableIntrospection)
+    return CareLoopSchema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+class OfflineGraphQLRouter(GraphQLRouter):
+    """GraphiQL with its scripts and styles served by the app (app/api/docs_pages.py)."""
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return offline_graphiql_html()
 
 
 def graphql_router(settings: Settings) -> GraphQLRouter:
-    return GraphQLRouter(build_schema(settings), context_getter=get_context, route_class=TransactionalRoute,
-                         graphql_ide="graphiql", multipart_uploads_enabled=False)
+    return OfflineGraphQLRouter(build_schema(settings), context_getter=get_context, route_class=TransactionalRoute,
+                                graphql_ide="graphiql" if settings.graphql_ide_enabled else None,
+                                multipart_uploads_enabled=False)
 
 

@@ -112,7 +112,8 @@ async def test_verify_is_ok_then_reports_an_edited_row(client):
         await kit.store(f"店{i}")
     report = (await kit.get("/audit/verify")).json()
     total = len(await _audit_rows(kit.tenant_id))
-    assert report == {"ok": True, "checked": total, "broken_at_seq": None, "reason": None}
+    assert report == {"ok": True, "checked": total, "broken_at_seq": None, "reason": None, "unsealed_reads": 0,
+                      "oldest_unsealed_seconds": None}
 
     victim = (await _audit_rows(kit.tenant_id))[2]
     await _tamper(kit.tenant_id, "UPDATE audit_log SET summary = '{\"after\": {\"name\": \"forged\"}}' "
@@ -188,7 +189,8 @@ async def test_concurrent_mutations_keep_one_gap_free_chain(client):
     assert all(r.prev_hash == p.hash for p, r in zip(rows, rows[1:], strict=False))
     assert {r.target_id for r in rows if r.action == "store.create"} == {a.json()["id"] for a in answers}
     report = (await kit.get("/audit/verify")).json()
-    assert report == {"ok": True, "checked": before + 20, "broken_at_seq": None, "reason": None}
+    assert report == {"ok": True, "checked": before + 20, "broken_at_seq": None, "reason": None,
+                      "unsealed_reads": 0, "oldest_unsealed_seconds": None}
 
 
 async def test_chains_are_per_tenant(client):
@@ -218,7 +220,8 @@ async def test_cli_verify_audit_exit_codes(client, database_url, redis_url):
     broken = await asyncio.to_thread(_cli, database_url, redis_url, "verify-audit", "--tenant", kit.code)
     assert broken.returncode == 2, broken.stderr
     assert json.loads(broken.stdout) | {"reason": None} == {"ok": False, "checked": 0, "broken_at_seq": 1,
-                                                            "reason": None}
+                                                            "reason": None, "unsealed_reads": 0,
+                                                            "oldest_unsealed_seconds": None}
 
     missing = await asyncio.to_thread(_cli, database_url, redis_url, "verify-audit", "--tenant", "no-such-tenant")
     assert missing.returncode == 1 and "no tenant" in missing.stderr
@@ -257,3 +260,35 @@ async def test_verify_stays_ok_under_concurrent_writes(client):
     assert all(r.status_code in (200, 201) for r in answers)
     reports = [r.json() for r in answers if r.request.method == "GET"]
     assert all(r["ok"] for r in reports), reports
+
+
+async def test_health_reads_wait_for_no_chain_lock_and_are_sealed_in_order(client):
+    """Reading health data is audited without queueing behind the tenant's chain: the read is recorded at once
+    (committed before the answer), listed by verify as unsealed, and sealed into the chain by the worker's pass."""
+    kit = await new_tenant(client)
+    created = await kit.post("/members", {"name": "贺兰", "phone": "13912340001"})
+    member = created.json()["id"]
+    assert (await kit.client.patch(f"/api/v1/members/{member}", json={"health": {"allergy_history": "青霉素"}},
+                                   headers=kit.auth())).status_code == 200
+    await audit.seal_reads(session_scope)
+    chained = len(await _audit_rows(kit.tenant_id))
+
+    # Another transaction holds the tenant's chain head (as a long write would): reads still answer.
+    async with session_scope(system=True) as holder:
+        await holder.execute(text("SELECT 1 FROM audit_heads WHERE tenant_id = :t FOR UPDATE"),
+                             {"t": kit.tenant_id})
+        reads = await asyncio.wait_for(asyncio.gather(*[kit.get(f"/members/{member}") for _ in range(3)]),
+                                       timeout=10)
+        assert [r.status_code for r in reads] == [200] * 3
+        assert reads[0].json()["health"]["allergy_history"] == "青霉素"
+    report = (await kit.get("/audit/verify")).json()
+    assert report["ok"] and report["unsealed_reads"] == 3 and report["oldest_unsealed_seconds"] >= 0
+    assert len(await _audit_rows(kit.tenant_id)) == chained  # not in the chain yet
+
+    assert await audit.seal_reads(session_scope) >= 3
+    rows = await _audit_rows(kit.tenant_id)
+    sealed = [r for r in rows[chained:] if r.action == "member.health.read"]
+    assert len(sealed) == 3 and all(r.target_id == member for r in sealed)
+    assert [r.occurred_at for r in sealed] == sorted(r.occurred_at for r in sealed)
+    report = (await kit.get("/audit/verify")).json()
+    assert report["ok"] and report["unsealed_reads"] == 0 and report["checked"] == len(rows)

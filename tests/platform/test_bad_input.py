@@ -428,6 +428,7 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/messages/{message_id}/retry"): Write(None),
     ("POST", "/members"): Write(lambda c: {"name": "张三", "phone": _phone()}),
     ("PATCH", "/members/{member_id}"): Write(lambda c: {"name": "张三丰"}),
+    ("PUT", "/members/{member_id}/health-sharing"): Write(lambda c: {"share_with_family": True}),
     ("POST", "/members/{member_id}/tags"): Write(lambda c: {"add": ["颈椎病"]}),
     ("POST", "/members/{member_id}/notes"): Write(lambda c: {"body": "肩颈酸痛，建议每周两次推拿"}),
     ("POST", "/members/{member_id}/erase"): Write(lambda c: {"reason": "客户要求删除"}),

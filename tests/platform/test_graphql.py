@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from contextlib import contextmanager
+from types import SimpleNamespace
 
+import httpx
 from sqlalchemy import event
 
 from app.core.db import get_engine
@@ -174,3 +178,69 @@ async def test_me_stores_are_loaded_in_one_query(client):
     assert sorted(s["id"] for s in result["data"]["b"]["stores"]) == sorted(assigned)
     store_queries = [s for s in seen if re.search(r"\bFROM stores\b", s)]
     assert len(store_queries) == 1, store_queries
+
+
+async def test_text_no_field_can_store_is_a_422_in_graphql_as_in_rest(client):
+    """A lone surrogate or a NUL, in the document or in a variable, never reaches a resolver."""
+    kit = await new_tenant(client)
+    created = await kit.post("/members", {"name": "余晓", "phone": f"139{uuid.uuid4().int % 10**8:08d}"})
+    assert created.status_code == 201, created.text
+    member = created.json()["id"]
+    writes_before = (await kit.get(f"/members/{member}/timeline")).json()["items"]
+    # A raw surrogate inside the document itself is a syntax error to the GraphQL parser: a 400, not a 500.
+    raw = json.dumps({"query": '{ members(q: "\ud800") { items { id } } }'})
+    r = await kit.client.post("/graphql", content=raw, headers={**kit.auth(), "content-type": "application/json"})
+    assert codes(r.json()) == ["graphql_validation"], r.text
+    for query, variables in [
+        ('query($q: String) { members(q: $q) { items { id } } }', {"q": "\udfff"}),
+        ('mutation($id: ID!) { addMemberNote(memberId: $id, body: "a\\u0000b") { id } }', {"id": member}),
+        ('mutation($id: ID!, $b: String!) { addMemberNote(memberId: $id, body: $b) { id } }',
+         {"id": member, "b": "x\udfffy"}),
+    ]:
+        # ASCII-escaped JSON, as a client library sends it: `\ud800` decodes to a lone surrogate.
+        r = await kit.client.post("/graphql", content=json.dumps({"query": query, "variables": variables}),
+                                  headers={**kit.auth(), "content-type": "application/json"})
+        assert r.status_code in (200, 400, 422), r.text
+        result = r.json()
+        assert codes(result) == ["validation_error"], result
+        error = result["errors"][0]
+        assert error["extensions"]["status"] == 422 and error["extensions"]["errors"][0]["type"] in (
+            "string_surrogate", "string_nul")
+    assert (await kit.get(f"/members/{member}/timeline")).json()["items"] == writes_before
+    # REST answers the same check the same way.
+    r = await kit.client.post(f"/api/v1/members/{member}/notes", content='{"body": "a\\udfffb"}',
+                              headers={**kit.auth(), "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["type"] == "string_surrogate", r.text
+
+
+async def test_introspection_is_depth_limited_and_can_be_switched_off(client, monkeypatch):
+    from graphql import get_introspection_query
+
+    from app.graphql.schema import build_schema
+
+    kit = await new_tenant(client)
+    standard = await gql(kit, get_introspection_query(descriptions=True))
+    assert "errors" not in standard and standard["data"]["__schema"]["queryType"]["name"] == "Query"
+    deep = "{ __schema { types { fields { type " + "{ ofType " * 20 + "{ name }" + " }" * 20 + " } } } }"
+    result = await gql(kit, deep)
+    assert codes(result) == ["graphql_validation"] and "introspection nested" in result["errors"][0]["message"]
+
+    production = get_settings().model_copy(update={"environment": "production"})
+    schema = build_schema(production)
+    context = SimpleNamespace(mark_failed=lambda: None)
+    closed = await schema.execute("{ __schema { queryType { name } } }", context_value=context)
+    assert closed.errors and "introspection" in closed.errors[0].message.lower()
+    assert (await schema.execute("{ __typename }", context_value=context)).errors is None
+
+
+async def test_graphiql_is_served_only_where_it_is_enabled(client):
+    from fastapi import FastAPI
+
+    from app.graphql.schema import graphql_router
+
+    assert (await client.get("/graphql", headers={"accept": "text/html"})).status_code == 200  # development
+    app = FastAPI()
+    app.include_router(graphql_router(get_settings().model_copy(update={"environment": "production"})),
+                       prefix="/graphql")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://careloop.test") as own:
+        assert (await own.get("/graphql", headers={"accept": "text/html"})).status_code == 404
