@@ -13,7 +13,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.routing import authenticate
 from app.core.actor import Actor
 from app.core.context import RequestContext, current_context, set_context
-from app.core.db import session_scope
 from app.core.errors import Unauthorized
 from app.domain.iam import service as iam
 from app.domain.iam.revocations import revoked_sessions
@@ -49,9 +48,8 @@ async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
         tenant_id, subject = UUID(claims["tid"]), UUID(claims["sub"])
         if claims["aud"] == "staff":
             sid = claims.get("sid")
-            # Held in memory, read from PostgreSQL (app/domain/iam/revocations.py): no round trip here.
-            await revoked_sessions.ensure_fresh(session_scope)
-            if sid and revoked_sessions.is_revoked(sid):
+            # Held in memory, read from PostgreSQL (app/domain/iam/revocations.py): no round trip while fresh.
+            if sid and await revoked_sessions.is_revoked_now(session, tenant_id, sid):
                 raise Unauthorized("this sign-in was ended; sign in again", code="token_revoked")
             cached = await iam.load_staff_actor(session, tenant_id, subject, sid)
         elif claims["aud"] == "integration":

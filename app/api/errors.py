@@ -61,8 +61,8 @@ PROBLEM_RESPONSES = problem_responses({
     413: "The request body is over the size limit (`payload_too_large`)",
     422: "Invalid input (`validation_error`); `errors[]` names each offending field",
     429: "Too many requests; retry after `Retry-After` seconds",
-    503: "A service this request needs is unavailable or not configured: Redis (`redis_unavailable`), the "
-         "record of ended sign-ins (`revocations_unavailable`), WeChat/WeCom (`wechat_not_configured`); "
+    503: "A service this request needs is unavailable or not configured: Redis (`redis_unavailable`), "
+         "WeChat/WeCom (`wechat_not_configured`); "
          "retry after `Retry-After` seconds where given",
 })
 

@@ -51,9 +51,8 @@ class Settings(BaseSettings):
     jwt_issuer: str = "careloop"
     access_token_ttl_seconds: int = 900
     # Ended sign-ins are read from PostgreSQL into each process this often (the bound on how long a logout
-    # takes to reach the other processes); past the staleness limit staff tokens are refused (503).
+    # takes to reach the other processes); with older knowledge a check asks the database itself.
     revocation_poll_seconds: float = 1.0
-    revocation_max_staleness_seconds: float = 30.0
     # Who a staff token's subject is (roles, permissions, stores) is kept this long per process; a change made
     # by another process is seen within it (ended sign-ins are not delayed by it).
     actor_cache_seconds: float = 5.0

@@ -7,9 +7,9 @@ lifetime in memory (older ones concern only expired tokens) and reads the new on
 `revocation_poll_seconds` with one indexed query, so checking a request's token costs no round trip at all.
 
 The bound: a revocation takes effect at once in the process that made it, and in every other process within
-`revocation_poll_seconds` (1 s by default) of its commit. A process that cannot reach the database keeps
-refusing what it knew and refuses every staff token once its knowledge is older than
-`revocation_max_staleness_seconds`: it fails closed.
+`revocation_poll_seconds` (1 s by default) of its commit. When a process's knowledge is older than two poll
+intervals (its poller stalled, or none runs), each check asks the database about that one sign-in, in the
+request's own transaction: never stale, at the price of a round trip.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
 from app.core.db import SessionFactory
-from app.core.errors import ServiceUnavailable
 from app.core.settings import get_settings
 
 log = logging.getLogger("careloop.revocations")
@@ -34,6 +34,10 @@ log = logging.getLogger("careloop.revocations")
 _REVOKED_SINCE = text(
     "SELECT family_id, max(revoked_at) AS revoked_at FROM refresh_tokens "
     "WHERE revoked_at IS NOT NULL AND revoked_at > :since GROUP BY family_id"
+)
+_FAMILY_REVOKED = text(
+    "SELECT 1 FROM refresh_tokens WHERE tenant_id = :tenant_id AND family_id = CAST(:family_id AS uuid) "
+    "AND revoked_at IS NOT NULL LIMIT 1"
 )
 # Re-read this much before the newest revocation seen: another process's clock may run a little behind.
 CLOCK_SLACK = timedelta(seconds=60)
@@ -58,12 +62,9 @@ class RevokedSessions:
     def fresh(self, within: float) -> bool:
         return self._refreshed_at is not None and time.monotonic() - self._refreshed_at < within
 
-    async def refresh(self, sessions: SessionFactory, *, unless_fresh_within: float | None = None) -> int:
-        """Read revocations committed since the last read; returns how many were new. With
-        `unless_fresh_within`, a read that another caller finished meanwhile serves this one too."""
+    async def refresh(self, sessions: SessionFactory) -> int:
+        """Read revocations committed since the last read (the poller's step); returns how many were new."""
         async with self._lock:
-            if unless_fresh_within is not None and self.fresh(unless_fresh_within):
-                return 0
             window = timedelta(seconds=get_settings().access_token_ttl_seconds + 60)
             floor = utcnow() - window
             since = max(floor, self._newest - CLOCK_SLACK) if self._newest is not None else floor
@@ -83,19 +84,18 @@ class RevokedSessions:
             self._refreshed_at = started
             return new
 
-    async def ensure_fresh(self, sessions: SessionFactory) -> None:
-        """On the request path: nothing to do while the poller keeps up; otherwise (no poller running, as in
-        tests or a stalled loop) one read, shared by concurrent requests."""
-        settings = get_settings()
-        if self.fresh(settings.revocation_poll_seconds):
-            return
-        try:
-            await self.refresh(sessions, unless_fresh_within=settings.revocation_poll_seconds)
-        except Exception as exc:  # noqa: BLE001 - judged below: known revocations still hold, staleness fails closed
-            log.warning("cannot read revocations: %s", exc)
-        if not self.fresh(settings.revocation_max_staleness_seconds):
-            raise ServiceUnavailable("cannot check token revocation right now", code="revocations_unavailable",
-                                     retry_after=5)
+    async def is_revoked_now(self, session: AsyncSession, tenant_id: UUID, sid: str) -> bool:
+        """On the request path, in the request's own transaction: memory while the poller keeps it fresh; when
+        it does not (no poller running, as in tests, or the loop stalled), one indexed lookup of this sign-in.
+        Never a second connection: a request holding one must not wait for the pool to answer this."""
+        if sid in self._revoked:
+            return True
+        if self.fresh(get_settings().revocation_poll_seconds * 2):
+            return False
+        found = (await session.execute(_FAMILY_REVOKED, {"tenant_id": tenant_id, "family_id": sid})).first()
+        if found is not None:
+            self._revoked[sid] = utcnow()
+        return found is not None
 
     async def poll(self, sessions: SessionFactory, stop: asyncio.Event) -> None:
         """Keep this process's knowledge fresh until `stop` is set (run beside the API)."""
@@ -103,7 +103,7 @@ class RevokedSessions:
         while not stop.is_set():
             try:
                 await self.refresh(sessions)
-            except Exception:  # noqa: BLE001 - keep polling; ensure_fresh fails closed meanwhile
+            except Exception:  # noqa: BLE001 - keep polling; meanwhile each check asks the database
                 log.warning("revocation poll failed", exc_info=True)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
