@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,11 +95,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         try:
             yield
         finally:
+            # Every step runs even when one fails: a skipped close leaves connections that keep the embedded
+            # servers from stopping.
             stop_polling.set()
-            await revocation_poller
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await revocation_poller
             if worker is not None:
                 await worker.close()
-            await app.state.redis.aclose()
+            with contextlib.suppress(Exception):
+                await app.state.redis.aclose()
             await db.dispose_engine()
 
     app = FastAPI(

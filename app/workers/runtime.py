@@ -110,7 +110,10 @@ class BackgroundWorker:
     async def close(self) -> None:
         self.stop.set()
         if self.worker is not None:
-            await self.worker.close()
+            # arq's close talks to Redis while its job tasks are being cancelled; a cancellation or a lost
+            # connection there must not skip the rest of the shutdown (the pool, the embedded servers).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.worker.close()
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
