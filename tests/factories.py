@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 
+from app.core import audit
 from app.core.db import session_scope
 from app.seed import create_tenant_with_owner
 from app.workers import dispatch as _dispatch  # noqa: F401  discovers the handlers, as the worker process does
@@ -64,6 +65,11 @@ async def new_tenant(client: httpx.AsyncClient) -> TenantKit:
     tenant = await create_tenant_with_owner(code=code, name="测试诊所", owner_username="owner", owner_password=PASSWORD)
     token = await login(client, code, "owner")
     return TenantKit(client=client, code=code, tenant_id=str(tenant.id), owner_token=token)
+
+
+async def seal_audit() -> int:
+    """What the worker does every two seconds: seal the pending audit entries into the chain."""
+    return await audit.seal_pending(session_scope)
 
 
 async def deliver(tenant_id: uuid.UUID | str, topic: str) -> list[str]:

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.db import DatabaseUnavailable
 from app.core.errors import PROBLEM_BASE, AppError
 
 log = logging.getLogger("careloop.errors")
@@ -156,6 +157,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:  # the connection died mid-transaction: nothing was committed
+            log.warning("database connection lost on %s %s: %s", request.method, request.url.path, exc.orig)
+            return problem_response(DatabaseUnavailable().problem(request.url.path), {"Retry-After": "2"})
         if not _is_bad_value(exc):
             return await unexpected(request, exc)
         log.warning("database refused a value on %s: %s", request.url.path, exc.orig)

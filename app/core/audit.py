@@ -1,17 +1,18 @@
 """Append-only, hash-chained audit log.
 
-Services call `record()` as they change things; the entries are sealed just before the transaction
-commits: the tenant's chain head is locked (briefly: only for the commit), each entry gets the next
-sequence number and `hash = sha256(prev_hash + canonical entry)`. Changing, removing or reordering
-any row breaks every later hash, which `verify_chain()` reports. UPDATE and DELETE are refused by a
-trigger and not granted to the application role.
+Services call `record()` as they change things (and as they read health data). An entry is written with
+the transaction that made it, into `audit_pending`, without waiting for anything: no lock, no chain.
+`seal_pending()` (the worker, every two seconds) moves pending entries into the chain, `audit_log`, in the
+order they were written: the tenant's chain head is locked, each entry gets the next sequence number and
+`hash = sha256(prev_hash + canonical entry)`. Changing, removing or reordering any sealed row breaks every
+later hash, which `verify_chain()` reports. UPDATE and DELETE are refused by a trigger on the chain and not
+granted to the application role on either table (it can only append).
 
-Reads of health data are audited too, but a read must not queue behind the chain lock: `record_read()`
-appends to `audit_reads` (insert only for the application role, no lock) in the reading transaction, which
-commits before the answer is sent, and `seal_reads()` (the worker, every few seconds) moves them into the
-chain in the order they occurred. The guarantee: a read that was answered is recorded durably; it is in
-the chain once the next sealing pass ran; `verify_chain()` reports reads not sealed yet and the age of the
-oldest.
+Why not chain at commit: the head is one row per tenant, so every write transaction of a tenant queued on
+its lock through its COMMIT (~20 writes a second per tenant was the ceiling). The guarantee now: an entry
+of a transaction that committed (and so of every answer a client received) is durable; it is in the chain
+once the next sealing pass ran; `verify_chain()` reports the entries not sealed yet and the age of the
+oldest, so a sealer that stopped shows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, UniqueConstraint, func, insert, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -71,14 +72,16 @@ class AuditHead(SQLModel, table=True):
     last_hash: str = Field(default=GENESIS_HASH, sa_type=Text)
 
 
-class AuditRead(SQLModel, table=True):
-    """A read of protected data, recorded without the chain lock and sealed into the chain shortly after."""
+class AuditPending(SQLModel, table=True):
+    """An entry written with its transaction and not sealed into the chain yet (the worker does, in order)."""
 
-    __tablename__ = "audit_reads"
-    __table_args__ = (Index("ix_audit_reads_order", "occurred_at", "id"),)
+    __tablename__ = "audit_pending"
 
     tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
     id: UUID = Field(default_factory=new_id, primary_key=True)
+    # Write order (an identity column: unique and increasing), so entries of one transaction keep theirs.
+    position: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), nullable=False,
+                                                                  index=True))
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
     actor_type: str = Field(sa_type=Text)
     actor_id: str | None = Field(default=None, sa_type=Text)
@@ -90,7 +93,7 @@ class AuditRead(SQLModel, table=True):
     ip: str | None = Field(default=None, sa_type=Text)
 
 
-TENANT_TABLES.update({"audit_log", "audit_heads", "audit_reads"})
+TENANT_TABLES.update({"audit_log", "audit_heads", "audit_pending"})
 # The fields an entry is hashed over (besides its place in the chain).
 ENTRY_FIELDS = ("tenant_id", "occurred_at", "actor_type", "actor_id", "action", "target_type", "target_id",
                 "summary", "request_id", "ip")
@@ -127,18 +130,12 @@ def record(
     tenant_id: UUID | None = None,
     **details: Any,
 ) -> None:
-    """Queue an audit entry; it is chained and written just before this transaction commits."""
+    """Record an entry: written with this transaction (all of its entries in one statement, just before it
+    commits), sealed into the chain by `seal_pending` soon after."""
     session.info.setdefault("audit_pending", []).append(
         _entry(session, action, target_type, target_id, before=before, after=after, tenant_id=tenant_id,
                details=details))
-    before_commit(session, _seal_pending, "audit")
-
-
-def record_read(session: AsyncSession, action: str, target_type: str, target_id: Any = None, *,
-                tenant_id: UUID | None = None, **details: Any) -> None:
-    """Record a read of protected data: written with this transaction, without waiting for the chain lock,
-    and sealed into the chain by `seal_reads` soon after."""
-    session.add(AuditRead(**_entry(session, action, target_type, target_id, tenant_id=tenant_id, details=details)))
+    before_commit(session, _write_pending, "audit")
 
 
 def _entry(session: AsyncSession, action: str, target_type: str, target_id: Any, *,
@@ -221,32 +218,39 @@ async def _chain(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
     await session.flush()
 
 
-async def _seal_pending(session: AsyncSession) -> None:
-    await _chain(session, session.info.pop("audit_pending", []))
+async def _write_pending(session: AsyncSession) -> None:
+    entries = session.info.pop("audit_pending", [])
+    if entries:
+        await session.execute(insert(AuditPending), entries)
 
 
+_TAKE_PENDING = text(
+    "SELECT tenant_id, id, " + ", ".join(f for f in ENTRY_FIELDS if f != "tenant_id") +
+    " FROM audit_pending ORDER BY position LIMIT :batch FOR UPDATE SKIP LOCKED"
+)
 _DELETE_SEALED = text(
-    "DELETE FROM audit_reads WHERE (tenant_id, id) IN (SELECT unnest(CAST(:t AS uuid[])), unnest(CAST(:i AS uuid[])))"
+    "DELETE FROM audit_pending WHERE (tenant_id, id) IN "
+    "(SELECT unnest(CAST(:t AS uuid[])), unnest(CAST(:i AS uuid[])))"
 )
 
 
-async def seal_reads(sessions: SessionFactory, *, batch: int = 2000) -> int:
-    """Move recorded reads into the chain, oldest first, in batches; returns how many were sealed.
+async def seal_pending(sessions: SessionFactory, *, batch: int = 2000) -> int:
+    """Move pending entries into the chain in the order they were written, in batches; returns how many.
 
-    Each batch is one owner transaction: the reads are taken with SKIP LOCKED (two sealers never take the
-    same rows), chained, and deleted from `audit_reads` together, so a crash leaves them to the next pass."""
+    Each batch is one owner transaction: the entries are taken with SKIP LOCKED (two sealers never take
+    the same rows), chained, and deleted from `audit_pending` together, so a crash leaves them to the next
+    pass."""
     sealed = 0
     while True:
         async with sessions(system=True) as session:
-            reads = (await session.execute(
-                select(AuditRead).order_by(col(AuditRead.occurred_at), col(AuditRead.id)).limit(batch)
-                .with_for_update(skip_locked=True))).scalars().all()
-            if not reads:
+            rows = (await session.execute(_TAKE_PENDING, {"batch": batch})).mappings().all()
+            if not rows:
                 return sealed
-            await _chain(session, [{field: getattr(read, field) for field in ENTRY_FIELDS} for read in reads])
-            await session.execute(_DELETE_SEALED, {"t": [r.tenant_id for r in reads], "i": [r.id for r in reads]})
-            sealed += len(reads)
-        if len(reads) < batch:
+            await _chain(session, [{field: row[field] for field in ENTRY_FIELDS} for row in rows])
+            await session.execute(_DELETE_SEALED, {"t": [r["tenant_id"] for r in rows],
+                                                   "i": [r["id"] for r in rows]})
+            sealed += len(rows)
+        if len(rows) < batch:
             return sealed
 
 
@@ -256,8 +260,8 @@ class ChainReport:
     checked: int
     broken_at_seq: int | None = None
     reason: str | None = None
-    # Reads recorded but not sealed into the chain yet (normal for a few seconds; growing means no sealer).
-    unsealed_reads: int = 0
+    # Entries recorded but not sealed into the chain yet (normal for a few seconds; growing means no sealer).
+    unsealed_entries: int = 0
     oldest_unsealed_seconds: float | None = None
 
 
@@ -267,12 +271,12 @@ async def _chain_head(session: AsyncSession, tenant_id: UUID) -> AuditHead | Non
 
 
 async def verify_chain(session: AsyncSession, tenant_id: UUID) -> ChainReport:
-    """Recompute every hash in order; report the first row that does not match, and the reads waiting to be
-    sealed."""
+    """Recompute every hash in order; report the first row that does not match, and the entries waiting to
+    be sealed."""
     report = await _verify_sealed(session, tenant_id)
     unsealed, oldest = (await session.execute(
-        select(func.count(), func.min(AuditRead.occurred_at)).where(AuditRead.tenant_id == tenant_id))).one()
-    report.unsealed_reads = unsealed
+        select(func.count(), func.min(AuditPending.occurred_at)).where(AuditPending.tenant_id == tenant_id))).one()
+    report.unsealed_entries = unsealed
     report.oldest_unsealed_seconds = None if oldest is None else round((utcnow() - oldest).total_seconds(), 1)
     return report
 

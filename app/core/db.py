@@ -14,16 +14,19 @@ Two ways to be the non-owner role:
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import ServiceUnavailable
 from app.core.settings import Settings, get_settings
 
 _engine: AsyncEngine | None = None  # request and job transactions
@@ -33,9 +36,12 @@ _owner_sessions: async_sessionmaker[AsyncSession] | None = None
 _app_role: str | None = "careloop_app"  # None: connected as a non-owner login role already
 
 SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
-SET_ROLE_AND_TENANT = text(
-    "SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant_id, true)"
-)
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Errors that mean the connection is gone (a restarted server, a terminated backend, a dropped socket): the
+# transaction never began, so it is safe to begin again on a fresh connection.
+_CONNECTION_LOST = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
+                    asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CannotConnectNowError,
+                    ConnectionError, OSError)
 
 BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
 
@@ -47,6 +53,15 @@ class SessionFactory(Protocol):
     def __call__(
         self, tenant_id: UUID | None = None, *, system: bool = False, info: dict[str, Any] | None = None
     ) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """No connection to PostgreSQL could begin a transaction: a wait, not a failure of the request."""
+
+    code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("the database is unavailable; try again shortly", retry_after=2)
 
 
 def async_url(url: str) -> str:
@@ -62,22 +77,36 @@ def init_engine(url: str, settings: Settings | None = None, *, app_url: str | No
     global _engine, _owner_engine, _sessions, _owner_sessions, _app_role
     settings = settings or get_settings()
     app_url = app_url or settings.app_database_url
-    _owner_engine = create_async_engine(
-        async_url(url),
-        pool_size=settings.db_pool_size if app_url is None else 3,
-        max_overflow=settings.db_max_overflow if app_url is None else 5,
-        pool_pre_ping=True,
-    )
-    _engine = _owner_engine if app_url is None else create_async_engine(
-        async_url(app_url),
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
-    )
+    _owner_engine = _create_engine(url, settings.db_pool_size if app_url is None else 3,
+                                   settings.db_max_overflow if app_url is None else 5)
+    _engine = _owner_engine if app_url is None else _create_engine(
+        app_url, settings.db_pool_size, settings.db_max_overflow)
     _app_role = settings.db_app_role if app_url is None else None
+    if _app_role is not None and not _ROLE_NAME.match(_app_role):
+        raise ValueError(f"DB_APP_ROLE must be a plain role name, not {_app_role!r}")
     _sessions = async_sessionmaker(_engine, class_=AsyncSession, expire_on_commit=False)
     _owner_sessions = async_sessionmaker(_owner_engine, class_=AsyncSession, expire_on_commit=False)
     return _engine
+
+
+def _create_engine(url: str, pool_size: int, max_overflow: int) -> AsyncEngine:
+    """An engine whose transactions `session_scope` begins and ends itself (see there).
+
+    SQLAlchemy's driver adapter is told the connections are in autocommit so that it sends no BEGIN of
+    its own (a round trip before every transaction), and the pool does not ping a connection at checkout
+    (three more): a connection that died in the pool fails the first statement of the next transaction,
+    which `session_scope` then begins again on a fresh one."""
+    engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
+                                 isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+
+    @event.listens_for(engine.sync_engine.pool, "reset")
+    def _end_abandoned_transaction(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+        # A transaction interrupted where its ROLLBACK could not run (a task cancelled twice) must never
+        # reach the next borrower with its tenant and role still set: the connection is closed instead.
+        if dbapi_connection.driver_connection.is_in_transaction():
+            record.invalidate()
+
+    return engine
 
 
 def get_engine() -> AsyncEngine:
@@ -132,18 +161,63 @@ async def session_scope(
     factory = _owner_sessions if system else _sessions
     if factory is None:
         raise RuntimeError("database engine not initialised; call init_engine() first")
+    # One round trip opens the transaction, drops to the application role and scopes it to the tenant.
+    # The values are formatted into the statement (the simple protocol takes no parameters): the tenant is
+    # a UUID and the role name was checked in init_engine.
+    settings = [f"set_config('app.tenant_id', '{UUID(str(tenant_id)) if tenant_id else ''}', true)"]
+    if not system and _app_role is not None:
+        settings.insert(0, f"set_config('role', '{_app_role}', true)")
+    begin = "BEGIN; SELECT " + ", ".join(settings)
     async with factory() as session:
         session.info.update(info or {})
-        async with session.begin():
-            tenant = str(tenant_id) if tenant_id else ""
-            if system or _app_role is None:
-                await session.execute(SET_TENANT, {"tenant_id": tenant})
-            else:  # one round trip: drop to the application role and scope to the tenant
-                await session.execute(SET_ROLE_AND_TENANT, {"role": _app_role, "tenant_id": tenant})
-            session.info["system"] = system
-            session.info["tenant_id"] = tenant_id
+        session.info["system"] = system
+        session.info["tenant_id"] = tenant_id
+        connection = await _begin(session, begin)
+        try:
             yield session
             await run_before_commit(session)
             await session.flush()
-        for hook in session.info.pop("after_commit", {}).values():
-            hook()
+            await connection.exec_driver_sql("COMMIT")
+        except BaseException:
+            await _rollback(connection)
+            raise
+    for hook in session.info.pop("after_commit", {}).values():
+        hook()
+
+
+async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under SQLAlchemy's, for the statements SQLAlchemy's layers add nothing to."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
+
+
+async def _begin(session: AsyncSession, begin: str) -> AsyncConnection:
+    """Begin on the session's connection; a connection found dead is replaced once (nothing was sent)."""
+    for attempt in (1, 2):
+        connection = await session.connection()
+        driver = await _driver(connection)
+        try:
+            await driver.execute(begin)
+            return connection
+        except _CONNECTION_LOST as exc:
+            await connection.invalidate()
+            await session.close()
+            if attempt == 2:
+                raise DatabaseUnavailable() from exc
+    raise AssertionError("unreachable")
+
+
+async def _rollback(connection: AsyncConnection) -> None:
+    if connection.closed or connection.invalidated:
+        return
+    driver = await _driver(connection)
+    if driver.is_closed() or not driver.is_in_transaction():
+        return
+    try:
+        await driver.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the error being handled is the one to report
+        await connection.invalidate()
+    except BaseException:  # cancelled meanwhile: the connection must not be reused mid-transaction
+        await connection.invalidate()
+        raise

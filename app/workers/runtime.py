@@ -50,9 +50,9 @@ async def purge_expired(sessions: SessionFactory) -> dict[str, int]:
 
 
 @scheduled(second=set(range(0, 60, 2)))
-async def seal_audit_reads(sessions: SessionFactory) -> int:
-    """Reads of health data recorded since the last pass go into the audit chain (within ~2 s)."""
-    return await audit.seal_reads(sessions)
+async def seal_audit(sessions: SessionFactory) -> int:
+    """Audit entries written since the last pass go into the chain (within ~2 s)."""
+    return await audit.seal_pending(sessions)
 
 
 def job_functions() -> tuple[list[Any], list[Any]]:

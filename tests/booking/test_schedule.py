@@ -14,7 +14,7 @@ import httpx
 
 from app.core.db import session_scope
 from app.domain.booking.models import Appointment, AppointmentHold, Resource
-from tests.factories import TenantKit, new_tenant
+from tests.factories import TenantKit, new_tenant, seal_audit
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PROBLEM_JSON = "application/problem+json"
@@ -117,6 +117,7 @@ async def _book(kit: TenantKit, store_id: str, staff_id: str, starts: str, ends:
 
 
 async def _audit_actions(kit: TenantKit, target_id: str) -> list[str]:
+    await seal_audit()  # what the worker does every two seconds
     r = await kit.get("/audit", params={"target_id": target_id, "limit": 200})
     assert r.status_code == 200, r.text
     return [e["action"] for e in r.json()["items"]]

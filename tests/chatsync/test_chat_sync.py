@@ -15,7 +15,7 @@ from app.domain.chatsync.fake import FakeChatArchiveSource, new_private_key, pem
 from app.domain.chatsync.jobs import run_chat_sync
 from app.domain.wechat_links.events import WECOM_MSGAUDIT_NOTIFY
 from app.workers.dispatch import dispatch_event
-from tests.factories import new_tenant
+from tests.factories import new_tenant, seal_audit
 
 KEY = new_private_key()  # one 2048-bit key for the module: generating keys is the slow part
 KEYS = parse_private_keys(f"1:{pem(KEY)}")
@@ -103,6 +103,7 @@ async def test_sync_stores_decrypted_records_maps_members_and_is_idempotent(setu
     items = r.json()["items"]
     assert [i["msgid"] for i in items] == ["m2", "m1"]
     assert items[1]["content"] == "医生，做完针灸后肩膀还有点酸" and items[0]["media"]["filesize"] == 70961
+    await seal_audit()  # what the worker does every two seconds
     async with session_scope(tenant) as session:
         audited = (await session.execute(text("SELECT count(*) FROM audit_log WHERE action = "
                                               "'member.chat_records.read' AND target_id = :m"),

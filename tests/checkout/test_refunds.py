@@ -23,7 +23,7 @@ from tests.cards.helpers import (
     make_template,
     owner_sql,
 )
-from tests.factories import TenantKit, deliver, new_tenant
+from tests.factories import TenantKit, deliver, new_tenant, seal_audit
 
 TEA_PRICE = 8800
 MASSAGE_PRICE = 19800
@@ -338,6 +338,7 @@ async def test_approval_below_threshold_is_immediate_above_needs_each_level_in_o
     topics = [t for t, _ in await events(shop.tenant_id) if t.startswith("refund.")]
     assert topics == ["refund.requested", "refund.completed", "refund.requested", "refund.approved",
                       "refund.completed"]
+    await seal_audit()  # what the worker does every two seconds
     audited = await owner_sql("SELECT action FROM audit_log WHERE tenant_id = :t AND target_id = :r ORDER BY seq",
                               t=shop.tenant_id, r=pending["id"])
     assert [a for (a,) in audited] == ["refund.request", "refund.approve", "refund.approve", "refund.execute"]

@@ -32,6 +32,7 @@ from tests.checkout.helpers import (
     stored_value_card,
     wechat,
 )
+from tests.factories import seal_audit
 from tests.fakes.wechat_pay import FakeWeChatPay, fake_pay_thread, use_fake_pay
 from tests.members.helpers import patient_token
 
@@ -145,6 +146,7 @@ async def test_forged_stale_wrong_and_unknown_notifications_change_nothing(clien
     assert all(p["status"] == "pending" for p in state["payments"] if p["method"] == "wechat_pay")
     after = await order_rows(shop.tenant_id)
     assert after == before
+    await seal_audit()  # what the worker does every two seconds
     rejected = await owner_sql("SELECT summary FROM audit_log WHERE tenant_id = :t AND action = "
                                "'payment.wechat_rejected' ORDER BY seq", t=shop.tenant_id)
     reasons = [row[0]["reason"] for row in rejected]

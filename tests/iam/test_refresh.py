@@ -11,7 +11,7 @@ from app.core.db import session_scope
 from app.core.redis import create_redis
 from app.core.settings import get_settings
 from app.domain.iam.revocations import RevokedSessions
-from tests.factories import new_tenant
+from tests.factories import new_tenant, seal_audit
 from tests.iam.helpers import assert_problem, bearer, claims, sign_in, sign_rs256
 
 REFRESH = "/api/v1/auth/refresh"
@@ -207,6 +207,7 @@ async def test_audit_tells_logout_from_theft(client):
     assert (await _refresh(client, stolen["refresh_token"])).status_code == 200
     assert_problem(await _refresh(client, stolen["refresh_token"]), 401, "refresh_token_reused")
 
+    await seal_audit()  # what the worker does every two seconds
     r = await kit.get("/audit", params={"action": "auth.revoke"})
     assert r.status_code == 200, r.text
     reasons = sorted(e["summary"]["reason"] for e in r.json()["items"])

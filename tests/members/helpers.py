@@ -88,7 +88,7 @@ async def search_ids(kit: TenantKit, token: str | None = None, **params: Any) ->
 
 async def audit_entries(kit: TenantKit, **params: Any) -> list[dict]:
     """The tenant's audit chain, once the reads recorded so far are sealed into it (as the worker does)."""
-    await audit.seal_reads(session_scope)
+    await audit.seal_pending(session_scope)
     return await all_pages(kit, "/audit", limit=200, **params)
 
 

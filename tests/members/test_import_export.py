@@ -19,7 +19,7 @@ from app.core.actor import Actor
 from app.core.db import session_scope
 from app.core.errors import AppError
 from app.domain.members import imports
-from tests.factories import new_tenant
+from tests.factories import new_tenant, seal_audit
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HEADER = ["姓名", "手机号", "性别", "生日", "身份证号", "标签", "门店", "顾问", "备注", "舌象"]
@@ -144,6 +144,7 @@ async def test_all_or_nothing_writes_nothing_and_per_row_writes_the_good_rows(cl
     assert by_row(report["errors"]) == {3: {"phone"}}
     assert sorted(m["name"] for m in await all_members(kit)) == ["丙", "甲"]
 
+    await seal_audit()  # what the worker does every two seconds
     audit = await kit.get("/audit", params={"action": "member.import"})
     entries = audit.json()["items"]
     assert len(entries) == 1 and entries[0]["summary"]["created"] == 2 and entries[0]["summary"]["errors"] == 1
@@ -167,6 +168,7 @@ async def test_a_row_refused_while_writing_is_reported_and_its_batch_still_writt
                                  import_id=uuid4(), outcome=outcome)
     assert outcome.created == 3 and [(e.row, e.field) for e in outcome.errors] == [(4, "phone")]
     assert len(await all_members(kit)) == 5 and len(await all_members(kit, tag="导入")) == 3
+    await seal_audit()  # what the worker does every two seconds
     audit = await kit.get("/audit", params={"action": "member.create", "limit": 50})
     assert len(audit.json()["items"]) == 5  # the refused row left no audit entry behind
 
@@ -228,6 +230,7 @@ async def test_good_xlsx_imports_and_a_repeat_creates_no_duplicates(client):
     assert li["notes"] == "改过的备注" and li["home_store_id"] == store
     assert li["tags"] == sorted(["颈椎病", "VIP", "新标签"])  # update adds tags, keeps the ones it had
     assert len(await all_members(kit)) == 3
+    await seal_audit()  # what the worker does every two seconds
     updates = await kit.get("/audit", params={"action": "member.update", "limit": 50})
     assert [e["target_id"] for e in updates.json()["items"]] == [members["李雷"]["id"]]  # unchanged rows: no write
 
@@ -461,6 +464,7 @@ async def test_export_neutralises_formulas_masks_phones_and_filters(client):
                  .iter_rows(min_row=2, values_only=True)]
         assert {n.removeprefix("'") for n in names} == expected, params
 
+    await seal_audit()  # what the worker does every two seconds
     audit = (await kit.get("/audit", params={"action": "member.export_list", "limit": 10})).json()["items"]
     assert len(audit) == 6
     assert audit[0]["summary"]["rows"] == 4 and audit[0]["summary"]["filter"]["tags"] == ["恶意"]

@@ -15,12 +15,14 @@ from sqlalchemy import text
 
 from app.core import audit
 from app.core.db import session_scope
-from tests.factories import new_tenant
+from tests.factories import new_tenant, seal_audit
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _audit_rows(tenant_id: str) -> list:
+async def _audit_rows(tenant_id: str, *, seal: bool = True) -> list:
+    if seal:  # what the worker does every two seconds
+        await seal_audit()
     async with session_scope(UUID(tenant_id)) as session:
         return (await session.execute(text("SELECT * FROM audit_log ORDER BY seq"))).all()
 
@@ -82,6 +84,7 @@ async def test_list_is_newest_first_with_cursor_pagination(client):
     everything = await _audit_rows(kit.tenant_id)
     seen, cursor = [], None
     while True:
+        await seal_audit()
         r = await kit.get("/audit", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
         assert r.status_code == 200, r.text
         page = r.json()
@@ -93,6 +96,7 @@ async def test_list_is_newest_first_with_cursor_pagination(client):
     assert [e["seq"] for e in seen] == [row.seq for row in reversed(everything)]
     assert [e["hash"] for e in seen] == [row.hash for row in reversed(everything)]
 
+    await seal_audit()
     stores_only = (await kit.get("/audit", params={"action": "store.create"})).json()["items"]
     assert [e["summary"]["after"]["name"] for e in stores_only] == [f"店{i}" for i in reversed(range(5))]
 
@@ -110,14 +114,16 @@ async def test_verify_is_ok_then_reports_an_edited_row(client):
     kit = await new_tenant(client)
     for i in range(3):
         await kit.store(f"店{i}")
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     total = len(await _audit_rows(kit.tenant_id))
-    assert report == {"ok": True, "checked": total, "broken_at_seq": None, "reason": None, "unsealed_reads": 0,
+    assert report == {"ok": True, "checked": total, "broken_at_seq": None, "reason": None, "unsealed_entries": 0,
                       "oldest_unsealed_seconds": None}
 
     victim = (await _audit_rows(kit.tenant_id))[2]
     await _tamper(kit.tenant_id, "UPDATE audit_log SET summary = '{\"after\": {\"name\": \"forged\"}}' "
                                  "WHERE tenant_id = :t AND seq = :s", s=victim.seq)
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report["ok"] is False
     assert report["broken_at_seq"] == victim.seq
@@ -135,6 +141,7 @@ async def test_verify_reports_a_recomputed_hash_by_the_next_row(client):
     forged_hash = audit.entry_hash(victim["prev_hash"], victim)
     await _tamper(kit.tenant_id, "UPDATE audit_log SET summary = '{\"forged\": true}', hash = :h "
                                  "WHERE tenant_id = :t AND seq = :s", h=forged_hash, s=victim["seq"])
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report["ok"] is False and report["broken_at_seq"] == victim["seq"] + 1
 
@@ -145,6 +152,7 @@ async def test_verify_reports_a_removed_row(client):
         await kit.store(f"店{i}")
     rows = await _audit_rows(kit.tenant_id)
     await _tamper(kit.tenant_id, "DELETE FROM audit_log WHERE tenant_id = :t AND seq = :s", s=rows[1].seq)
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report["ok"] is False and report["broken_at_seq"] == rows[1].seq
 
@@ -154,6 +162,7 @@ async def test_verify_reports_removal_of_the_last_row(client):
     await kit.store("店")
     rows = await _audit_rows(kit.tenant_id)
     await _tamper(kit.tenant_id, "DELETE FROM audit_log WHERE tenant_id = :t AND seq = :s", s=rows[-1].seq)
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report["ok"] is False
     assert report["broken_at_seq"] == rows[-1].seq
@@ -175,6 +184,7 @@ async def test_verify_reports_a_row_appended_outside_the_chain(client):
             "target_id, summary, request_id, ip, prev_hash, hash) VALUES (:tenant_id, :seq, gen_random_uuid(), "
             ":occurred_at, :actor_type, :actor_id, :action, :target_type, :target_id, CAST(:summary AS jsonb), "
             ":request_id, :ip, :prev_hash, :hash)"), forged | {"summary": json.dumps(forged["summary"])})
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report["ok"] is False and report["broken_at_seq"] == forged["seq"]
 
@@ -188,9 +198,10 @@ async def test_concurrent_mutations_keep_one_gap_free_chain(client):
     assert [r.seq for r in rows] == list(range(1, before + 21))
     assert all(r.prev_hash == p.hash for p, r in zip(rows, rows[1:], strict=False))
     assert {r.target_id for r in rows if r.action == "store.create"} == {a.json()["id"] for a in answers}
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report == {"ok": True, "checked": before + 20, "broken_at_seq": None, "reason": None,
-                      "unsealed_reads": 0, "oldest_unsealed_seconds": None}
+                      "unsealed_entries": 0, "oldest_unsealed_seconds": None}
 
 
 async def test_chains_are_per_tenant(client):
@@ -200,6 +211,7 @@ async def test_chains_are_per_tenant(client):
         rows = await _audit_rows(kit.tenant_id)
         assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
         assert rows[0].prev_hash == audit.GENESIS_HASH
+        await seal_audit()
         assert (await kit.get("/audit/verify")).json()["ok"] is True
 
 
@@ -212,6 +224,7 @@ def _cli(database_url: str, redis_url: str, *args: str) -> subprocess.CompletedP
 async def test_cli_verify_audit_exit_codes(client, database_url, redis_url):
     kit = await new_tenant(client)
     await kit.store("店")
+    await seal_audit()
     ok = await asyncio.to_thread(_cli, database_url, redis_url, "verify-audit", "--tenant", kit.code)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
@@ -220,7 +233,7 @@ async def test_cli_verify_audit_exit_codes(client, database_url, redis_url):
     broken = await asyncio.to_thread(_cli, database_url, redis_url, "verify-audit", "--tenant", kit.code)
     assert broken.returncode == 2, broken.stderr
     assert json.loads(broken.stdout) | {"reason": None} == {"ok": False, "checked": 0, "broken_at_seq": 1,
-                                                            "reason": None, "unsealed_reads": 0,
+                                                            "reason": None, "unsealed_entries": 0,
                                                             "oldest_unsealed_seconds": None}
 
     missing = await asyncio.to_thread(_cli, database_url, redis_url, "verify-audit", "--tenant", "no-such-tenant")
@@ -249,28 +262,33 @@ async def test_verify_is_not_fooled_by_a_write_committed_while_it_runs(client, a
         report = await audit.verify_chain(session, UUID(kit.tenant_id))
     assert len(statements) >= after_statement, "the write was not injected"
     assert report.ok, report
+    await seal_audit()
     assert (await kit.get("/audit/verify")).json()["ok"] is True
 
 
 async def test_verify_stays_ok_under_concurrent_writes(client):
     kit = await new_tenant(client)
     await kit.store("店")
-    answers = await asyncio.gather(*[kit.post("/stores", {"name": f"写{i}"}) if i % 2 else kit.get("/audit/verify")
-                                     for i in range(20)])
+    await seal_audit()
+    # Writes, sealing passes and verifications all at once: verify never sees a half-sealed chain.
+    work = [kit.post("/stores", {"name": f"写{i}"}) if i % 3 == 0 else seal_audit() if i % 3 == 1
+            else kit.get("/audit/verify") for i in range(30)]
+    answers = [a for a in await asyncio.gather(*work) if not isinstance(a, int)]
     assert all(r.status_code in (200, 201) for r in answers)
     reports = [r.json() for r in answers if r.request.method == "GET"]
     assert all(r["ok"] for r in reports), reports
 
 
-async def test_health_reads_wait_for_no_chain_lock_and_are_sealed_in_order(client):
-    """Reading health data is audited without queueing behind the tenant's chain: the read is recorded at once
-    (committed before the answer), listed by verify as unsealed, and sealed into the chain by the worker's pass."""
+async def test_reads_and_writes_wait_for_no_chain_lock_and_are_sealed_in_order(client):
+    """Audited reads of health data and audited writes do not queue behind the tenant's chain: the entry is
+    recorded at once (committed before the answer), listed by verify as unsealed, and sealed into the chain
+    by the worker's pass."""
     kit = await new_tenant(client)
     created = await kit.post("/members", {"name": "贺兰", "phone": "13912340001"})
     member = created.json()["id"]
     assert (await kit.client.patch(f"/api/v1/members/{member}", json={"health": {"allergy_history": "青霉素"}},
                                    headers=kit.auth())).status_code == 200
-    await audit.seal_reads(session_scope)
+    await audit.seal_pending(session_scope)
     chained = len(await _audit_rows(kit.tenant_id))
 
     # Another transaction holds the tenant's chain head (as a long write would): reads still answer.
@@ -281,14 +299,18 @@ async def test_health_reads_wait_for_no_chain_lock_and_are_sealed_in_order(clien
                                        timeout=10)
         assert [r.status_code for r in reads] == [200] * 3
         assert reads[0].json()["health"]["allergy_history"] == "青霉素"
+        write = await asyncio.wait_for(kit.post("/stores", {"name": "锁外新店"}), timeout=10)
+        assert write.status_code == 201
     report = (await kit.get("/audit/verify")).json()
-    assert report["ok"] and report["unsealed_reads"] == 3 and report["oldest_unsealed_seconds"] >= 0
-    assert len(await _audit_rows(kit.tenant_id)) == chained  # not in the chain yet
+    assert report["ok"] and report["unsealed_entries"] == 4 and report["oldest_unsealed_seconds"] >= 0
+    assert len(await _audit_rows(kit.tenant_id, seal=False)) == chained  # not in the chain yet
 
-    assert await audit.seal_reads(session_scope) >= 3
+    assert await audit.seal_pending(session_scope) >= 4
     rows = await _audit_rows(kit.tenant_id)
     sealed = [r for r in rows[chained:] if r.action == "member.health.read"]
     assert len(sealed) == 3 and all(r.target_id == member for r in sealed)
-    assert [r.occurred_at for r in sealed] == sorted(r.occurred_at for r in sealed)
+    assert [r.action for r in rows[chained:]][-1] == "store.create"  # in the order they were written
+    assert [r.occurred_at for r in rows[chained:]] == sorted(r.occurred_at for r in rows[chained:])
+    await seal_audit()
     report = (await kit.get("/audit/verify")).json()
-    assert report["ok"] and report["unsealed_reads"] == 0 and report["checked"] == len(rows)
+    assert report["ok"] and report["unsealed_entries"] == 0 and report["checked"] == len(rows)

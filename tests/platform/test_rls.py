@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from app.core import outbox
 from app.core.db import session_scope
 from app.core.settings import get_settings
-from tests.factories import new_tenant
+from tests.factories import new_tenant, seal_audit
 
 # Business tables the checks below must at least find; a new table joins the checks by itself.
 KNOWN_TENANT_TABLES = {"stores", "staff", "roles", "staff_roles", "staff_stores", "audit_log", "audit_heads",
@@ -47,6 +47,7 @@ async def _tenant_ids(session, table: str) -> set[str]:
 @pytest.mark.parametrize("table", ["stores", "staff", "audit_log", "outbox", "roles", "staff_stores"])
 async def test_unfiltered_select_sees_only_the_scoped_tenant(two_tenants, table):
     a, b = two_tenants
+    await seal_audit()  # audit entries are in the chain once the worker's pass ran
     async with session_scope(UUID(a.tenant_id)) as session:
         seen = await _tenant_ids(session, table)
     assert seen == {a.tenant_id}, f"{table}: tenant A's transaction saw {seen}"
@@ -148,7 +149,8 @@ async def test_app_role_cannot_change_tenants(two_tenants):
                                        "VALUES (gen_random_uuid(), 'rogue', 'rogue', true, '{}')"))
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET summary = '{}'", "DELETE FROM audit_log"])
+@pytest.mark.parametrize("statement", ["UPDATE audit_log SET summary = '{}'", "DELETE FROM audit_log",
+                                       "UPDATE audit_pending SET summary = '{}'", "DELETE FROM audit_pending"])
 async def test_app_role_cannot_rewrite_audit_log(two_tenants, statement):
     a, _ = two_tenants
     with pytest.raises(DBAPIError, match="permission denied"):
@@ -159,6 +161,7 @@ async def test_app_role_cannot_rewrite_audit_log(two_tenants, statement):
 async def test_owner_cannot_rewrite_audit_log_either(two_tenants):
     # The append-only trigger holds even for the schema owner (system transactions).
     a, _ = two_tenants
+    await seal_audit()
     with pytest.raises(DBAPIError, match="append-only"):
         async with session_scope(system=True) as session:
             await session.execute(text("DELETE FROM audit_log WHERE tenant_id = :t"), {"t": a.tenant_id})

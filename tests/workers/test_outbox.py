@@ -23,7 +23,7 @@ from app.workers import relay
 from app.workers.dispatch import backoff_seconds, dispatch_event
 from app.workers.relay import relay_once, run_relay
 from app.workers.runtime import queue_name
-from tests.factories import new_tenant
+from tests.factories import new_tenant, seal_audit
 
 TOPIC = "test.topic"
 
@@ -59,6 +59,7 @@ async def event_row(tenant_id: UUID, event_id: UUID):
 
 
 async def effects(tenant_id: UUID, event_id: UUID, action: str = "test.effect") -> int:
+    await seal_audit()  # what the worker does every two seconds
     async with session_scope(tenant_id) as session:
         return (await session.execute(
             text("SELECT count(*) FROM audit_log WHERE action = :a AND target_id = :e"),
@@ -262,6 +263,7 @@ async def test_failing_handler_is_retried_then_dead_lettered_then_retried_by_api
     r = await kit.post(f"/outbox/{event_id}/retry", {})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "pending" and r.json()["attempts"] == 0 and r.json()["last_error"] is None
+    await seal_audit()
     assert (await kit.get("/audit", params={"action": "outbox.retry"})).json()["items"][0]["target_id"] == str(event_id)
     again = await kit.post(f"/outbox/{event_id}/retry", {})
     assert again.status_code == 409 and again.json()["code"] == "event_not_dead"

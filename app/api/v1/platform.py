@@ -44,9 +44,10 @@ class ChainReportOut(BaseModel):
     checked: int
     broken_at_seq: int | None = None
     reason: str | None = None
-    unsealed_reads: int = Field(0, description="Reads of health data recorded but not sealed into the chain yet "
-                                               "(the worker seals them every few seconds)")
-    oldest_unsealed_seconds: float | None = Field(None, description="Age of the oldest unsealed read; growing "
+    unsealed_entries: int = Field(0, description="Entries recorded but not sealed into the chain yet (the "
+                                                 "worker seals them every two seconds; they are not listed "
+                                                 "by GET /audit until then)")
+    oldest_unsealed_seconds: float | None = Field(None, description="Age of the oldest unsealed entry; growing "
                                                                     "means no worker is sealing")
 
 

@@ -73,7 +73,7 @@ async def present(session: AsyncSession, actor: Actor, member: Member, *, audit_
     hidden = _hidden_fields(await definitions_of(session, actor.tenant_id), health)
     tags = (await tags_by_member(session, actor.tenant_id, [member.id]))[member.id]
     if health and audit_reads and not (actor.kind == "patient" and actor.id == member.id):
-        audit.record_read(session, "member.health.read", "member", member.id)
+        audit.record(session, "member.health.read", "member", member.id)
     return MemberOut(
         id=member.id, name=member.name, phone=phone_shown(member, contact), phone_masked=not contact,
         gender=member.gender, birthday=member.birthday,

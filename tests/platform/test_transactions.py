@@ -1,0 +1,94 @@
+"""Transactions begin in one round trip without a pool ping, so the pool must cope by itself with connections
+that died while idle, transactions cut off mid-way, and tasks cancelled inside a transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from app.api.errors import install_error_handlers
+from app.core.db import session_scope
+from tests.factories import new_tenant
+
+
+async def _terminate_other_backends() -> int:
+    """What a PostgreSQL restart or an idle-connection killer does to the pooled connections."""
+    async with session_scope(system=True) as session:
+        return (await session.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ))).scalar_one()
+
+
+async def test_connections_that_died_in_the_pool_are_replaced_without_an_error(client):
+    kit = await new_tenant(client)
+    await kit.store("静安店")
+    # Fill the pool with connections, then kill every one of them behind its back.
+    answers = await asyncio.gather(*[kit.get("/stores") for _ in range(8)])
+    assert {r.status_code for r in answers} == {200}
+    assert await _terminate_other_backends() >= 1
+    answers = await asyncio.gather(*[kit.get("/stores") for _ in range(8)])
+    assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers if r.status_code != 200]
+    assert (await kit.post("/stores", {"name": "徐汇店"})).status_code == 201
+
+
+async def test_a_connection_lost_mid_transaction_is_reported_and_the_pool_recovers(app):
+    marker = "lost-mid-transaction"
+    with pytest.raises(DBAPIError) as lost:
+        async with session_scope(system=True) as session:
+            await session.execute(text("CREATE TEMP TABLE IF NOT EXISTS lost_probe (v text)"))
+            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            async with session_scope(system=True) as killer:
+                await killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            await session.execute(text("SELECT set_config('app.marker', :m, false)"), {"m": marker})
+    assert lost.value.connection_invalidated
+    # The pool goes on with fresh connections.
+    async with session_scope(system=True) as session:
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_a_lost_connection_is_a_503_with_retry_after():
+    application = FastAPI()
+    install_error_handlers(application)
+
+    @application.get("/lost")
+    async def lost() -> dict:
+        raise DBAPIError("SELECT 1", None, ConnectionResetError("connection reset"), connection_invalidated=True)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c:
+        r = await c.get("/lost")
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "database_unavailable"
+
+
+async def test_a_transaction_cancelled_mid_way_never_reaches_the_next_borrower(app):
+    tenant = UUID(int=42)
+
+    async def stuck() -> None:
+        async with session_scope(tenant) as session:
+            await session.execute(text("SELECT pg_sleep(10)"))
+
+    for _ in range(12):  # more than the pool keeps, so every pooled connection had its turn
+        task = asyncio.create_task(stuck())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def borrow() -> tuple[str, str]:
+        async with session_scope(None) as session:
+            row = (await session.execute(text(
+                "SELECT current_setting('app.tenant_id', true), current_user"))).one()
+            await asyncio.sleep(0.02)  # hold it, so the borrowers spread over the pool
+            return row[0], row[1]
+
+    seen = await asyncio.gather(*[borrow() for _ in range(10)])
+    assert all(value in ("", None) for value, _ in seen), seen
+    assert all(user != "postgres" or value == "" for value, user in seen)
