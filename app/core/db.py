@@ -23,6 +23,7 @@ from uuid import UUID
 import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,6 +41,7 @@ _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Errors that mean the connection is gone (a restarted server, a terminated backend, a dropped socket): the
 # transaction never began, so it is safe to begin again on a fresh connection.
 _CONNECTION_LOST = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
+                    asyncpg.exceptions.InternalClientError,
                     asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CannotConnectNowError,
                     ConnectionError, OSError)
 
@@ -84,8 +86,11 @@ def init_engine(url: str, settings: Settings | None = None, *, app_url: str | No
     _app_role = settings.db_app_role if app_url is None else None
     if _app_role is not None and not _ROLE_NAME.match(_app_role):
         raise ValueError(f"DB_APP_ROLE must be a plain role name, not {_app_role!r}")
-    _sessions = async_sessionmaker(_engine, class_=AsyncSession, expire_on_commit=False)
-    _owner_sessions = async_sessionmaker(_owner_engine, class_=AsyncSession, expire_on_commit=False)
+    # Every connection the pool can hold may be found dead after a restart, and one more is a fresh one.
+    _sessions = async_sessionmaker(_engine, class_=AsyncSession, expire_on_commit=False, info={
+        "begin_tries": settings.db_pool_size + settings.db_max_overflow + 1})
+    _owner_sessions = async_sessionmaker(_owner_engine, class_=AsyncSession, expire_on_commit=False, info={
+        "begin_tries": (settings.db_pool_size + settings.db_max_overflow if app_url is None else 8) + 1})
     return _engine
 
 
@@ -177,12 +182,22 @@ async def session_scope(
             yield session
             await run_before_commit(session)
             await session.flush()
-            await connection.exec_driver_sql("COMMIT")
+            await _commit(connection)
         except BaseException:
             await _rollback(connection)
             raise
     for hook in session.info.pop("after_commit", {}).values():
         hook()
+
+
+async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """A hot read as a prepared statement on the transaction's own connection: PostgreSQL SQL with `$1`
+    placeholders, rows as asyncpg records (`row["name"]`). It skips SQLAlchemy's statement building, result
+    processing and ORM loading (most of a simple read's cost); JSON values come back decoded (the engine's
+    codec) and take text as parameters. Row-level security applies as to any statement of the transaction."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # what the ORM would do before a query: the read sees this transaction's changes
+    return await (await _driver(await session.connection())).fetch(sql, *args)
 
 
 async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
@@ -193,19 +208,37 @@ async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
 
 
 async def _begin(session: AsyncSession, begin: str) -> AsyncConnection:
-    """Begin on the session's connection; a connection found dead is replaced once (nothing was sent)."""
-    for attempt in (1, 2):
-        connection = await session.connection()
+    """Begin on a pooled connection. One found dead (the server restarted, an idle backend was killed) is
+    closed and the next one tried: nothing had been sent, so nothing can happen twice. After a restart every
+    pooled connection is dead, so as many tries as the pool holds, and one for a fresh connection."""
+    tries = session.info.get("begin_tries", 2)
+    for attempt in range(1, tries + 1):
+        try:
+            connection = await session.connection()
+        except (DBAPIError, OSError) as exc:  # no connection could be made: PostgreSQL is down or refusing
+            raise DatabaseUnavailable() from exc
         driver = await _driver(connection)
         try:
             await driver.execute(begin)
             return connection
-        except _CONNECTION_LOST as exc:
+        except Exception as exc:
+            if not (isinstance(exc, _CONNECTION_LOST) or driver.is_closed()):
+                raise
             await connection.invalidate()
             await session.close()
-            if attempt == 2:
+            if attempt == tries:
                 raise DatabaseUnavailable() from exc
     raise AssertionError("unreachable")
+
+
+async def _commit(connection: AsyncConnection) -> None:
+    driver = await _driver(connection)
+    try:
+        await driver.execute("COMMIT")
+    except _CONNECTION_LOST as exc:
+        # Whether the commit reached the server is unknown: the client retries (with its Idempotency-Key).
+        await connection.invalidate()
+        raise DatabaseUnavailable() from exc
 
 
 async def _rollback(connection: AsyncConnection) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db import fetch
 from app.core.errors import BadRequest
 
 T = TypeVar("T")
@@ -89,4 +90,24 @@ async def paginate(
     if len(rows) > params.limit:
         rows = rows[: params.limit]
         next_cursor = encode_cursor(getattr(rows[-1], key.key))
+    return rows, next_cursor
+
+
+async def fetch_page(session: AsyncSession, select_sql: str, args: Sequence[Any], params: PageParams, *,
+                     key: str = "id", descending: bool = False,
+                     convert: Callable[[Any], Any] = UUID) -> tuple[list[dict[str, Any]], str | None]:
+    """`paginate` for hot reads (see `db.fetch`): `select_sql` is `SELECT … FROM … WHERE …` with `$n`
+    placeholders for `args`; the cursor condition, order and limit on the unique column `key` are added here.
+    Rows come back as dicts."""
+    values = list(args)
+    if params.cursor:
+        values.append(decode_cursor(params.cursor, convert))
+        select_sql += f" AND {key} {'<' if descending else '>'} ${len(values)}"
+    values.append(params.limit + 1)
+    sql = f"{select_sql} ORDER BY {key} {'DESC' if descending else 'ASC'} LIMIT ${len(values)}"
+    rows = [dict(r) for r in await fetch(session, sql, *values)]
+    next_cursor = None
+    if len(rows) > params.limit:
+        rows = rows[: params.limit]
+        next_cursor = encode_cursor(rows[-1][key])
     return rows, next_cursor

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     # db_app_role), so no statement can leave row-level security. Unset: the owner connection switches
     # role per transaction (development). Embedded mode creates and uses such a role by itself.
     app_database_url: str | None = None
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    # Connections kept open per process, and extra ones opened in a burst and closed when returned. Kept
+    # ones are cheap; an overflow connection costs a connect (TLS attempt, authentication) every time.
+    db_pool_size: int = 25
+    db_max_overflow: int = 10
     redis_url: str | None = None
     # Prefix for every Redis key and the arq queue, so several deployments (or test runs) share one Redis.
     redis_prefix: str = "careloop"

@@ -30,7 +30,7 @@ async def create_store(body: StoreCreate, session: AsyncSession = Depends(get_db
 async def list_stores(params: PageParams = Depends(page_params), session: AsyncSession = Depends(get_db),
                       actor: Actor = require("stores:read")) -> Page[StoreOut]:
     rows, cursor = await service.list_stores(session, actor, params)
-    return Page(items=[StoreOut.model_validate(r) for r in rows], next_cursor=cursor)
+    return Page(items=rows, next_cursor=cursor)
 
 
 @router.get("/{store_id}", response_model=StoreOut, operation_id="get_store")

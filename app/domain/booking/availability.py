@@ -31,32 +31,21 @@ offered can be booked and any booking accepted was offered. The rules are in `sl
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, or_, select
+from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.domain.booking import slots as engine_rules
-from app.domain.booking.models import (
-    AppointmentHold,
-    Bookable,
-    Resource,
-    Shift,
-    ShiftException,
-    ShiftPattern,
-    StaffSkill,
-    StoreClosure,
-    StoreHours,
-    TimeOff,
-)
-from app.domain.booking.schedule import booking_policy
+from app.domain.booking.models import BookingPolicy, Resource
 from app.domain.booking.slots import (
     Candidate,
     Engine,
@@ -118,17 +107,115 @@ def window_applies(actor: Actor) -> bool:
 
 # ---------------------------------------------------------------- loading
 
+# The schedule tables are booking's own, so what one question needs of them is read in one statement whose
+# columns are each one table's rows as an array of records: asyncpg decodes those natively (the same Python
+# values the ORM returned), and no entity, identity map or further round trip is involved. Every subquery
+# keeps its tenant filter (row-level security is on as well). An anonymous record cannot carry an array
+# asyncpg has no codec for yet, hence a pattern's weekdays as text.
+#
+# Both statements name the staff asked about `asked_staff`; the working-time columns are shared.
+_PATTERNS = """
+    patterns AS (
+        SELECT id, staff_id, array_to_string(weekdays, ',') AS weekdays, starts, ends, valid_from, valid_until
+          FROM shift_patterns
+         WHERE tenant_id = :tenant AND store_id = :store AND active AND staff_id IN (SELECT staff_id FROM asked_staff)
+           AND valid_from <= :last_day AND (valid_until IS NULL OR valid_until >= :first_day)
+    )"""
+_WORKING_COLUMNS = """
+    ARRAY(SELECT ROW(staff_id, starts_at, ends_at) FROM shifts
+           WHERE tenant_id = :tenant AND store_id = :store AND staff_id IN (SELECT staff_id FROM asked_staff)
+             AND starts_at < :window_end AND starts_at > :shifts_from AND ends_at > :window_start) AS shifts,
+    ARRAY(SELECT ROW(id, staff_id, weekdays, starts, ends, valid_from, valid_until) FROM patterns) AS patterns,
+    ARRAY(SELECT ROW(pattern_id, day) FROM shift_exceptions
+           WHERE tenant_id = :tenant AND pattern_id IN (SELECT id FROM patterns)
+             AND day BETWEEN :first_day AND :last_day) AS pattern_skips,
+    ARRAY(SELECT ROW(staff_id, starts_at, ends_at) FROM time_off
+           WHERE tenant_id = :tenant AND staff_id IN (SELECT staff_id FROM asked_staff)
+             AND starts_at < :window_end AND ends_at > :window_start) AS time_off"""
+
+_WORKING_TIME = text(f"""
+    WITH asked_staff AS (SELECT unnest(CAST(:staff_ids AS uuid[])) AS staff_id), {_PATTERNS}
+    SELECT {_WORKING_COLUMNS}
+""")
+
+# Staff: everyone skilled (or the one asked for, if skilled). Whether they are active is iam's to say, which
+# takes its own query after this one; the working time and holds of skilled but deactivated staff read here
+# (rarely any) are dropped then, so this stays one round trip. Holds likewise cover every active resource of
+# the store, of which the service's candidates are picked in Python.
+_SCHEDULE = text(f"""
+    WITH asked_staff AS (
+        SELECT staff_id FROM staff_skills
+         WHERE tenant_id = :tenant AND service_id = :service
+           AND (CAST(:staff_id AS uuid) IS NULL OR staff_id = CAST(:staff_id AS uuid))
+    ), store_resources AS (
+        SELECT id, created_at, kind, name, pool, capacity, bookable_no, updated_at
+          FROM resources WHERE tenant_id = :tenant AND store_id = :store AND active
+    ), {_PATTERNS}
+    SELECT (SELECT ROW(slot_step_minutes, lead_time_minutes, horizon_days) FROM booking_policies
+             WHERE tenant_id = :tenant AND store_id = :store) AS policy,
+           ARRAY(SELECT ROW(weekday, opens, closes) FROM store_hours
+                  WHERE tenant_id = :tenant AND store_id = :store) AS hours,
+           ARRAY(SELECT ROW(day, reason) FROM store_closures
+                  WHERE tenant_id = :tenant AND store_id = :store AND day BETWEEN :first_day AND :last_day) AS closures,
+           ARRAY(SELECT staff_id FROM asked_staff) AS skilled,
+           ARRAY(SELECT ROW(id, created_at, kind, name, pool, capacity, bookable_no, updated_at)
+                   FROM store_resources ORDER BY name, id) AS resources,
+           {_WORKING_COLUMNS},
+           -- Through the bookable numbers, so the (bookable_no, starts_at) index finds the holds.
+           ARRAY(SELECT ROW(kind, ref_id, starts_at, ends_at) FROM appointment_holds
+                  WHERE bookable_no IN (SELECT bookable_no FROM bookables WHERE tenant_id = :tenant AND ref_id IN (
+                            SELECT staff_id FROM asked_staff UNION ALL SELECT id FROM store_resources))
+                    AND tenant_id = :tenant AND active
+                    AND starts_at < :window_end AND starts_at > :holds_from AND ends_at > :window_start
+                    AND appointment_id <> ALL(CAST(:ignore AS uuid[]))) AS holds
+""")
+
+# A store without a policy row books by the model's defaults (as `schedule.booking_policy` answers).
+_DEFAULT_WINDOW = tuple(BookingPolicy.model_fields[name].default
+                        for name in ("slot_step_minutes", "lead_time_minutes", "horizon_days"))
+
+
+class ResourceRow(NamedTuple):
+    """An active resource of the store as read; a `Resource` is made of it only when a booking needs one."""
+
+    id: UUID
+    created_at: datetime
+    kind: str
+    name: str
+    pool: str | None
+    capacity: int
+    bookable_no: int
+    updated_at: datetime | None
+
 
 @dataclass
 class Loaded:
     engine: Engine
-    resources: dict[UUID, Resource]
+    resource_rows: dict[UUID, ResourceRow]  # the store's active resources, by name then id
+    tenant_id: UUID
+    store_id: UUID
     lacks_skill: bool  # a requested staff member who may not perform the service
     open_weekdays: frozenset[int]  # ISO weekdays with opening hours (empty: none set)
     closures: dict[date, str | None]  # closure days near the asked ones, with their reasons
+    _made: dict[UUID, Resource] = field(default_factory=dict, repr=False)
+
+    def resource(self, resource_id: UUID) -> Resource:
+        """One of the store's active resources as a `Resource`, made on first use and then reused: only
+        check_slot hands them out, and only the free ones; find_slots needs the ids alone. It is not in the
+        session (nothing was loaded through the ORM): callers read its values, as `holds.take_holds` does."""
+        made = self._made.get(resource_id)
+        if made is None:
+            made = self._made[resource_id] = Resource(tenant_id=self.tenant_id, store_id=self.store_id, active=True,
+                                                      **self.resource_rows[resource_id]._asdict())
+        return made
+
+    @property
+    def resources(self) -> dict[UUID, Resource]:
+        """All of them, by name then id."""
+        return {rid: self.resource(rid) for rid in self.resource_rows}
 
 
-def requirement_candidates(requirement: dict, resources: list[Resource]) -> tuple[Candidate, ...]:
+def requirement_candidates(requirement: dict, resources: Sequence[Resource | ResourceRow]) -> tuple[Candidate, ...]:
     """Any one of `resource_ids` (in that order), else of `pool`, else of `kind`, at the store."""
     if requirement.get("resource_ids"):
         by_id = {r.id: r for r in resources}
@@ -139,120 +226,100 @@ def requirement_candidates(requirement: dict, resources: list[Resource]) -> tupl
     return tuple(Candidate(r.id, r.capacity) for r in picked)
 
 
+def _window_params(store: Store, first: date, last: date) -> dict[str, Any]:
+    """The bounds both statements read schedules within, for local days `first`..`last`: two days wider
+    each side for overnight shifts and ranges, and further back by the longest shift or hold."""
+    window_start, window_end = day_bounds(first - timedelta(days=2), last + timedelta(days=2), ZoneInfo(store.timezone))
+    return {"store": store.id, "first_day": first - timedelta(days=2), "last_day": last + timedelta(days=2),
+            "window_start": window_start, "window_end": window_end, "shifts_from": window_start - MAX_SHIFT,
+            "holds_from": window_start - MAX_HOLD}
+
+
+def _working_spans(row: Any, staff_ids: Sequence[UUID], *, tz: ZoneInfo, first: date,
+                   last: date) -> dict[UUID, list[Span]]:
+    """Each of `staff_ids`' working time from a statement's working-time columns (others in them are dropped)."""
+    shifts: dict[UUID, list] = defaultdict(list)
+    patterns: dict[UUID, list[WeeklyShift]] = defaultdict(list)
+    time_off: dict[UUID, list] = defaultdict(list)
+    skips: dict[UUID, set[date]] = defaultdict(set)
+    for staff_id, starts_at, ends_at in row.shifts:
+        shifts[staff_id].append((starts_at, ends_at))
+    for pattern_id, day in row.pattern_skips:
+        skips[pattern_id].add(day)
+    for pattern_id, staff_id, weekdays, starts, ends, valid_from, valid_until in row.patterns:
+        patterns[staff_id].append(WeeklyShift(staff_id, frozenset(int(d) for d in weekdays.split(",") if d), starts,
+                                              ends, valid_from, valid_until, frozenset(skips[pattern_id])))
+    for staff_id, starts_at, ends_at in row.time_off:
+        time_off[staff_id].append((starts_at, ends_at))
+    pattern_days = days_between(first - timedelta(days=2), last + timedelta(days=1))
+    return {s: working_spans(shifts=shifts[s], patterns=patterns[s], time_off=time_off[s], days=pattern_days, tz=tz)
+            for s in staff_ids}
+
+
 async def working_time(session: AsyncSession, tenant_id: UUID, *, store: Store, staff_ids: list[UUID],
                        first: date, last: date) -> dict[UUID, list[Span]]:
     """Each staff member's working time at the store that can reach into local days `first`..`last`:
     single shifts and weekly pattern occurrences (overnight ones included), minus time off."""
     if not staff_ids:
         return {}
-    tz = ZoneInfo(store.timezone)
-    window_start, window_end = day_bounds(first - timedelta(days=2), last + timedelta(days=2), tz)
-    shifts: dict[UUID, list] = defaultdict(list)
-    patterns: dict[UUID, list[WeeklyShift]] = defaultdict(list)
-    time_off: dict[UUID, list] = defaultdict(list)
-    for s in (await session.exec(select(Shift).where(
-            Shift.tenant_id == tenant_id, Shift.store_id == store.id, col(Shift.staff_id).in_(staff_ids),
-            Shift.starts_at < window_end, Shift.starts_at > window_start - MAX_SHIFT,
-            Shift.ends_at > window_start))).all():
-        shifts[s.staff_id].append((s.starts_at, s.ends_at))
-    pattern_rows = (await session.exec(select(ShiftPattern).where(
-        ShiftPattern.tenant_id == tenant_id, ShiftPattern.store_id == store.id,
-        col(ShiftPattern.staff_id).in_(staff_ids), col(ShiftPattern.active).is_(True),
-        ShiftPattern.valid_from <= last + timedelta(days=2),
-        or_(col(ShiftPattern.valid_until).is_(None),
-            col(ShiftPattern.valid_until) >= first - timedelta(days=2))))).all()
-    skips: dict[UUID, set[date]] = defaultdict(set)
-    if pattern_rows:
-        for e in (await session.exec(select(ShiftException).where(
-                ShiftException.tenant_id == tenant_id,
-                col(ShiftException.pattern_id).in_([p.id for p in pattern_rows]),
-                col(ShiftException.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all():
-            skips[e.pattern_id].add(e.day)
-    for p in pattern_rows:
-        patterns[p.staff_id].append(WeeklyShift(p.staff_id, frozenset(p.weekdays), p.starts, p.ends,
-                                                p.valid_from, p.valid_until, frozenset(skips[p.id])))
-    for t in (await session.exec(select(TimeOff).where(
-            TimeOff.tenant_id == tenant_id, col(TimeOff.staff_id).in_(staff_ids),
-            TimeOff.starts_at < window_end, TimeOff.ends_at > window_start))).all():
-        time_off[t.staff_id].append((t.starts_at, t.ends_at))
-    pattern_days = days_between(first - timedelta(days=2), last + timedelta(days=1))
-    return {s: working_spans(shifts=shifts[s], patterns=patterns[s], time_off=time_off[s], days=pattern_days, tz=tz)
-            for s in staff_ids}
+    row = (await session.execute(_WORKING_TIME, {"tenant": tenant_id, "staff_ids": list(staff_ids),
+                                                 **_window_params(store, first, last)})).one()
+    return _working_spans(row, staff_ids, tz=ZoneInfo(store.timezone), first=first, last=last)
 
 
 async def load(session: AsyncSession, tenant_id: UUID, *, store: Store, service: Service, first: date,
                last: date, staff_id: UUID | None, now: datetime, enforce_window: bool,
                ignore_appointment_ids: frozenset[UUID] = frozenset()) -> Loaded:
-    """Everything the engine needs to judge the grid starts of local days `first`..`last`, in a fixed
-    handful of queries whatever the number of days, staff or slots."""
+    """Everything the engine needs to judge the grid starts of local days `first`..`last`, in two queries
+    whatever the number of days, staff or slots: booking's own tables in one statement, then iam's answer
+    which of the skilled staff are active."""
     tz = ZoneInfo(store.timezone)
     # Grid days start one early: a range opening the evening before may run past midnight into `first`.
     # Opening hours one later still, so a late slot can fit into a range that continues across midnight;
-    # shifts and holds wider again for overnight shifts and long holds.
-    window_start, window_end = day_bounds(first - timedelta(days=2), last + timedelta(days=2), tz)
-    policy = await booking_policy(session, tenant_id, store.id)
+    # shifts and holds wider again for overnight shifts and long holds (see `_window_params`).
+    row = (await session.execute(_SCHEDULE, {
+        "tenant": tenant_id, "service": service.id, "staff_id": staff_id, "ignore": list(ignore_appointment_ids),
+        **_window_params(store, first, last)})).one()
+    step_minutes, lead_minutes, horizon_days = row.policy or _DEFAULT_WINDOW
 
     hours: dict[int, list] = defaultdict(list)
-    for row in (await session.exec(select(StoreHours).where(
-            StoreHours.tenant_id == tenant_id, StoreHours.store_id == store.id))).all():
-        hours[row.weekday].append((row.opens, row.closes))
-    closures: dict[date, str | None] = dict((await session.exec(select(
-        StoreClosure.day, StoreClosure.reason).where(
-        StoreClosure.tenant_id == tenant_id, StoreClosure.store_id == store.id,
-        col(StoreClosure.day).between(first - timedelta(days=2), last + timedelta(days=2))))).all())
+    for weekday, opens, closes in row.hours:
+        hours[weekday].append((opens, closes))
+    closures: dict[date, str | None] = dict(row.closures)
     closed = frozenset(closures) if store.active else frozenset(days_between(first - timedelta(days=2),
                                                                              last + timedelta(days=2)))
 
-    skill_query = select(StaffSkill.staff_id).where(StaffSkill.tenant_id == tenant_id,
-                                                    StaffSkill.service_id == service.id)
-    if staff_id is not None:
-        skill_query = skill_query.where(StaffSkill.staff_id == staff_id)
     # Deactivated staff keep their skills but take no bookings: one more query for the set, not one per person.
-    skilled = set((await session.exec(skill_query)).all())
-    staff_ids = sorted(await iam.active_staff_ids(session, tenant_id, skilled))
+    staff_ids = sorted(await iam.active_staff_ids(session, tenant_id, set(row.skilled)))
     lacks_skill = staff_id is not None and not staff_ids
+    working = _working_spans(row, staff_ids, tz=tz, first=first, last=last)
 
-    working = await working_time(session, tenant_id, store=store, staff_ids=staff_ids, first=first, last=last)
-
-    store_resources = list((await session.exec(select(Resource).where(
-        Resource.tenant_id == tenant_id, Resource.store_id == store.id, col(Resource.active).is_(True))
-        .order_by(Resource.name, Resource.id))).all())
+    resource_rows = {r[0]: ResourceRow(*r) for r in row.resources}
+    store_resources = list(resource_rows.values())
     requirements = [Requirement(str(req.get("kind")), requirement_candidates(req, store_resources))
                     for req in service.resource_requirements or []]
-    resource_ids = sorted({c.id for r in requirements for c in r.candidates})
+    resource_ids = {c.id for r in requirements for c in r.candidates}
 
     staff_busy: dict[UUID, list] = defaultdict(list)
     resource_holds: dict[UUID, list] = defaultdict(list)
     staff_load: dict[tuple[UUID, date], int] = defaultdict(int)
-    refs = [*staff_ids, *resource_ids]
-    if refs:
-        # Plain columns, not entities: a week of a busy store is hundreds of holds, and only spans are needed.
-        holds = select(AppointmentHold.kind, AppointmentHold.ref_id, AppointmentHold.starts_at,
-                       AppointmentHold.ends_at).where(
-            # Through the bookable numbers, so the (bookable_no, starts_at) index finds the holds.
-            col(AppointmentHold.bookable_no).in_(select(Bookable.bookable_no).where(
-                Bookable.tenant_id == tenant_id, col(Bookable.ref_id).in_(refs))),
-            AppointmentHold.tenant_id == tenant_id, col(AppointmentHold.active).is_(True),
-            AppointmentHold.starts_at < window_end, AppointmentHold.starts_at > window_start - MAX_HOLD,
-            AppointmentHold.ends_at > window_start)
-        if ignore_appointment_ids:
-            holds = holds.where(col(AppointmentHold.appointment_id).not_in(ignore_appointment_ids))
-        for h in (await session.exec(holds)).all():
-            if h.kind == "staff":
-                staff_busy[h.ref_id].append((h.starts_at, h.ends_at))
-                staff_load[(h.ref_id, local_date(h.starts_at, tz))] += 1
-            else:
-                resource_holds[h.ref_id].append((h.starts_at, h.ends_at))
+    active_staff = set(staff_ids)
+    for kind, ref_id, starts_at, ends_at in row.holds:
+        if kind == "staff":
+            if ref_id in active_staff:
+                staff_busy[ref_id].append((starts_at, ends_at))
+                staff_load[(ref_id, local_date(starts_at, tz))] += 1
+        elif ref_id in resource_ids:
+            resource_holds[ref_id].append((starts_at, ends_at))
 
     engine = Engine(
         tz=tz, now=now, duration_minutes=service.duration_minutes, buffer_minutes=service.buffer_minutes,
-        step_minutes=policy.slot_step_minutes, lead_minutes=policy.lead_time_minutes,
-        horizon_days=policy.horizon_days,
+        step_minutes=step_minutes, lead_minutes=lead_minutes, horizon_days=horizon_days,
         opening=opening_ranges(days_between(first - timedelta(days=1), last + timedelta(days=1)), hours,
                                closed, tz),
         staff_ids=staff_ids, working=working, staff_busy=staff_busy, requirements=requirements,
         resource_holds=resource_holds, staff_load=staff_load, enforce_window=enforce_window)
-    return Loaded(engine, {r.id: r for r in store_resources}, lacks_skill, frozenset(hours), closures)
+    return Loaded(engine, resource_rows, tenant_id, store.id, lacks_skill, frozenset(hours), closures)
 
 
 # ---------------------------------------------------------------- check one slot
@@ -316,7 +383,7 @@ async def check_slot(session: AsyncSession, tenant_id: UUID, *, store: Store, se
     assert verdict.staff_id is not None
     return SlotChoice(staff_id=verdict.staff_id, starts_at=verdict.starts_at, ends_at=verdict.ends_at,
                       blocked_until=verdict.blocked_until,
-                      resources=[[loaded.resources[rid] for rid in ids] for ids in verdict.resources])
+                      resources=[[loaded.resource(rid) for rid in ids] for ids in verdict.resources])
 
 
 # ---------------------------------------------------------------- find slots

@@ -21,9 +21,11 @@ from app.domain.members import custom_fields as fields
 from app.domain.members import policies
 from app.domain.members.events import MEMBER_CREATED
 from app.domain.members.loading import (
+    FieldFlags,
     definitions_of,
     health_keys,
     load_member,
+    load_member_view,
     phone_shown,
     require_active,
     tags_by_member,
@@ -60,7 +62,7 @@ async def get_member_row(session: AsyncSession, actor: Actor, member_id: UUID, *
     return await load_member(session, actor, member_id, for_update=for_update)
 
 
-def _hidden_fields(definitions: list[CustomFieldDefinition], health: bool) -> set[str]:
+def _hidden_fields(definitions: list[CustomFieldDefinition] | list[FieldFlags], health: bool) -> set[str]:
     """Custom fields not shown: deactivated ones (values kept, not in use) and, without health access,
     health-flagged ones."""
     hidden = {d.key for d in definitions if not d.active}
@@ -68,10 +70,16 @@ def _hidden_fields(definitions: list[CustomFieldDefinition], health: bool) -> se
 
 
 async def present(session: AsyncSession, actor: Actor, member: Member, *, audit_reads: bool = True) -> MemberOut:
+    definitions = await definitions_of(session, actor.tenant_id)
+    tags = (await tags_by_member(session, actor.tenant_id, [member.id]))[member.id]
+    return await _present(session, actor, member, tags, definitions, audit_reads=audit_reads)
+
+
+async def _present(session: AsyncSession, actor: Actor, member: Member, tags: list[str],
+                   definitions: list[CustomFieldDefinition] | list[FieldFlags], *, audit_reads: bool) -> MemberOut:
     contact = policies.can_see_contact(actor)
     health = await policies.can_see_health(session, actor, member)
-    hidden = _hidden_fields(await definitions_of(session, actor.tenant_id), health)
-    tags = (await tags_by_member(session, actor.tenant_id, [member.id]))[member.id]
+    hidden = _hidden_fields(definitions, health)
     if health and audit_reads and not (actor.kind == "patient" and actor.id == member.id):
         audit.record(session, "member.health.read", "member", member.id)
     return MemberOut(
@@ -95,7 +103,8 @@ async def present(session: AsyncSession, actor: Actor, member: Member, *, audit_
 async def get_member(session: AsyncSession, actor: Actor, member_id: UUID) -> MemberOut:
     if actor.kind != "patient":
         actor.require("members:read")
-    return await present(session, actor, await load_member(session, actor, member_id))
+    member, tags, fields = await load_member_view(session, actor, member_id)
+    return await _present(session, actor, member, tags, fields, audit_reads=True)
 
 
 # ---------------------------------------------------------------- writing

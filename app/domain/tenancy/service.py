@@ -15,10 +15,10 @@ from app.core.actor import Actor
 from app.core.clock import DEFAULT_TIMEZONE, utcnow
 from app.core.db import set_tenant
 from app.core.errors import Conflict, NotFound
-from app.core.pagination import PageParams, paginate
+from app.core.pagination import PageParams, fetch_page
 from app.core.rows import get_or_404
 from app.domain.tenancy.models import Store, Tenant
-from app.domain.tenancy.schemas import StoreCreate, StoreUpdate, TenantSettings
+from app.domain.tenancy.schemas import StoreCreate, StoreOut, StoreUpdate, TenantSettings
 
 
 async def get_tenant_by_code(session: AsyncSession, code: str) -> Tenant | None:
@@ -62,10 +62,13 @@ async def require_stores_exist(session: AsyncSession, tenant_id: UUID, store_ids
         raise NotFound(f"unknown store {sorted(map(str, missing))[0]}", code="store_not_found")
 
 
-async def list_stores(session: AsyncSession, actor: Actor, params: PageParams):
+_STORES = "SELECT id, name, timezone, address, phone, active, created_at FROM stores WHERE tenant_id = $1"
+
+
+async def list_stores(session: AsyncSession, actor: Actor, params: PageParams) -> tuple[list[StoreOut], str | None]:
     actor.require("stores:read")
-    stmt = select(Store).where(Store.tenant_id == actor.tenant_id)
-    return await paginate(session, stmt, Store.id, params)
+    rows, cursor = await fetch_page(session, _STORES, [actor.tenant_id], params)
+    return [StoreOut.model_validate(row) for row in rows], cursor
 
 
 async def update_store(session: AsyncSession, actor: Actor, store_id: UUID, data: StoreUpdate) -> Store:
