@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
@@ -96,7 +96,7 @@ class SlotChoice:
     starts_at: datetime
     ends_at: datetime
     blocked_until: datetime
-    resources: list[list[Resource]]  # per requirement: free candidates, first ones a distinct assignment
+    resources: list[list[ResourceRow]]  # per requirement: free candidates, first ones a distinct assignment
 
 
 def window_applies(actor: Actor) -> bool:
@@ -176,7 +176,7 @@ _DEFAULT_WINDOW = tuple(BookingPolicy.model_fields[name].default
 
 
 class ResourceRow(NamedTuple):
-    """An active resource of the store as read; a `Resource` is made of it only when a booking needs one."""
+    """An active resource of the store as read (what a booking's holds need of it: no ORM entity)."""
 
     id: UUID
     created_at: datetime
@@ -197,22 +197,6 @@ class Loaded:
     lacks_skill: bool  # a requested staff member who may not perform the service
     open_weekdays: frozenset[int]  # ISO weekdays with opening hours (empty: none set)
     closures: dict[date, str | None]  # closure days near the asked ones, with their reasons
-    _made: dict[UUID, Resource] = field(default_factory=dict, repr=False)
-
-    def resource(self, resource_id: UUID) -> Resource:
-        """One of the store's active resources as a `Resource`, made on first use and then reused: only
-        check_slot hands them out, and only the free ones; find_slots needs the ids alone. It is not in the
-        session (nothing was loaded through the ORM): callers read its values, as `holds.take_holds` does."""
-        made = self._made.get(resource_id)
-        if made is None:
-            made = self._made[resource_id] = Resource(tenant_id=self.tenant_id, store_id=self.store_id, active=True,
-                                                      **self.resource_rows[resource_id]._asdict())
-        return made
-
-    @property
-    def resources(self) -> dict[UUID, Resource]:
-        """All of them, by name then id."""
-        return {rid: self.resource(rid) for rid in self.resource_rows}
 
 
 def requirement_candidates(requirement: dict, resources: Sequence[Resource | ResourceRow]) -> tuple[Candidate, ...]:
@@ -383,7 +367,7 @@ async def check_slot(session: AsyncSession, tenant_id: UUID, *, store: Store, se
     assert verdict.staff_id is not None
     return SlotChoice(staff_id=verdict.staff_id, starts_at=verdict.starts_at, ends_at=verdict.ends_at,
                       blocked_until=verdict.blocked_until,
-                      resources=[[loaded.resource(rid) for rid in ids] for ids in verdict.resources])
+                      resources=[[loaded.resource_rows[rid] for rid in ids] for ids in verdict.resources])
 
 
 # ---------------------------------------------------------------- find slots
