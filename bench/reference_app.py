@@ -69,6 +69,7 @@ def _sqlalchemy_app(url: str) -> FastAPI:
     from app.core.db import async_url
 
     pool_size, max_overflow = _pool_sizes()
+    # As SQLAlchemy is used by default (and by CareLoop before 2026-12-01): pre-ping, Core statements.
     engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
                                  pool_pre_ping=True)
     read, write = text(READ.replace("$1", ":id")), text(WRITE.replace("$1", ":name").replace("$2", ":value"))

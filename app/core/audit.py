@@ -24,14 +24,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, UniqueConstraint, func, insert, text
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
 from app.core.context import current_context
-from app.core.db import SessionFactory, before_commit, current_tenant
+from app.core.db import SessionFactory, current_tenant
 from app.core.ids import new_id
 from app.core.models import TENANT_TABLES
 
@@ -130,12 +130,11 @@ def record(
     tenant_id: UUID | None = None,
     **details: Any,
 ) -> None:
-    """Record an entry: written with this transaction (all of its entries in one statement, just before it
-    commits), sealed into the chain by `seal_pending` soon after."""
-    session.info.setdefault("audit_pending", []).append(
-        _entry(session, action, target_type, target_id, before=before, after=after, tenant_id=tenant_id,
-               details=details))
-    before_commit(session, _write_pending, "audit")
+    """Record an entry: written with this transaction (with its next flush, batched with the others; an
+    entry recorded in a savepoint that rolls back goes with it), sealed into the chain by `seal_pending`
+    soon after."""
+    session.add(AuditPending(**_entry(session, action, target_type, target_id, before=before, after=after,
+                                      tenant_id=tenant_id, details=details)))
 
 
 def _entry(session: AsyncSession, action: str, target_type: str, target_id: Any, *,
@@ -216,12 +215,6 @@ async def _chain(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
             {"seq": seq, "hash": prev, "t": tenant_id},
         )
     await session.flush()
-
-
-async def _write_pending(session: AsyncSession) -> None:
-    entries = session.info.pop("audit_pending", [])
-    if entries:
-        await session.execute(insert(AuditPending), entries)
 
 
 _TAKE_PENDING = text(

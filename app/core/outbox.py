@@ -1,9 +1,11 @@
 """Transactional outbox: domain events are rows written in the same transaction as the change.
 
-`emit()` inserts the event and issues `pg_notify('careloop_outbox')`, which PostgreSQL delivers
-only when (and if) the transaction commits, so the relay wakes at once for committed events and
-never sees rolled-back ones. The relay (app.workers.relay) moves rows to arq jobs; handlers run
-at least once and record each (event, handler) pair they complete, so effects happen once.
+`emit()` adds the event to the session (inserted with the transaction's next flush, together with the
+other events, and dropped with a savepoint that rolls back), and just before the transaction commits one
+`pg_notify('careloop_outbox')` is issued, which PostgreSQL delivers only when (and if) the transaction
+commits, so the relay wakes at once for committed events and never sees rolled-back ones. The relay
+(app.workers.relay) moves rows to arq jobs; handlers run at least once and record each (event, handler)
+pair they complete, so effects happen once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from app.core import audit, retry
 from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.context import current_context
-from app.core.db import current_tenant
+from app.core.db import before_commit, current_tenant, fetch
 from app.core.errors import Conflict
 from app.core.models import TENANT_TABLES, TenantRow, tenant_fk, timestamp_field
 from app.core.pagination import PageParams, paginate
@@ -90,10 +92,15 @@ async def emit(
         available_at=available_at or utcnow(),
         request_id=current_context().request_id,
     )
+    # No flush and no notify of its own: a booking emits two or three events, and a flush and a notify for
+    # each were a fifth of its statements.
     session.add(event)
-    await session.flush()
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    before_commit(session, _notify, "outbox")
     return event
+
+
+async def _notify(session: AsyncSession) -> None:
+    await fetch(session, "SELECT pg_notify($1, '')", NOTIFY_CHANNEL)  # flushes the events first
 
 
 async def list_events(

@@ -309,8 +309,9 @@ async def test_reads_and_writes_wait_for_no_chain_lock_and_are_sealed_in_order(c
     rows = await _audit_rows(kit.tenant_id)
     sealed = [r for r in rows[chained:] if r.action == "member.health.read"]
     assert len(sealed) == 3 and all(r.target_id == member for r in sealed)
-    assert [r.action for r in rows[chained:]][-1] == "store.create"  # in the order they were written
-    assert [r.occurred_at for r in rows[chained:]] == sorted(r.occurred_at for r in rows[chained:])
+    # In the order they were written: the write came after the three reads had committed. (Concurrent
+    # transactions are chained in the order their entries were inserted, which need not be their clocks'.)
+    assert [r.action for r in rows[chained:]][-1] == "store.create"
     await seal_audit()
     report = (await kit.get("/audit/verify")).json()
     assert report["ok"] and report["unsealed_entries"] == 0 and report["checked"] == len(rows)

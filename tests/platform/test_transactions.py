@@ -13,7 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.api.errors import install_error_handlers
+from app.core import audit
 from app.core.db import session_scope
+from app.core.outbox import emit
 from tests.factories import new_tenant
 
 
@@ -92,3 +94,24 @@ async def test_a_transaction_cancelled_mid_way_never_reaches_the_next_borrower(a
     seen = await asyncio.gather(*[borrow() for _ in range(10)])
     assert all(value in ("", None) for value, _ in seen), seen
     assert all(user != "postgres" or value == "" for value, user in seen)
+
+
+async def test_events_and_audit_entries_of_a_rolled_back_savepoint_are_not_written(client):
+    kit = await new_tenant(client)
+    tenant = UUID(kit.tenant_id)
+    async with session_scope(tenant) as session:
+        await emit(session, "store.created", {"kept": True})
+        audit.record(session, "probe.kept", "probe", "kept")
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                await emit(session, "store.created", {"kept": False})
+                audit.record(session, "probe.undone", "probe", "undone")
+                raise RuntimeError("refused: the savepoint rolls back")
+    async with session_scope(system=True) as session:
+        payloads = (await session.execute(text(
+            "SELECT payload FROM outbox WHERE tenant_id = :t AND payload ? 'kept'"), {"t": tenant})).scalars().all()
+        actions = (await session.execute(text(
+            "SELECT action FROM audit_pending WHERE tenant_id = :t AND action LIKE 'probe.%'"),
+            {"t": tenant})).scalars().all()
+    assert payloads == [{"kept": True}]
+    assert actions == ["probe.kept"]

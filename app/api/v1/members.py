@@ -5,12 +5,12 @@ from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import STAFF_AND_INTEGRATION, current_actor, get_db, require
 from app.api.errors import PROBLEM_RESPONSES
-from app.api.routing import TransactionalRoute
+from app.api.routing import TransactionalRoute, model_response
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
 from app.domain.members import service
@@ -91,9 +91,9 @@ async def list_duplicates(limit: int = Query(100, ge=1, le=500), session: AsyncS
 
 @router.get("/members/{member_id}", response_model=MemberOut, operation_id="get_member")
 async def get_member(member_id: UUID, session: AsyncSession = Depends(get_db),
-                     actor: Actor = current_actor(PATIENT_TOO)) -> MemberOut:
+                     actor: Actor = current_actor(PATIENT_TOO)) -> Response:
     """The 360° profile. Health fields appear only for callers allowed to see them (and the read is audited)."""
-    return await service.get_member(session, actor, member_id)
+    return model_response(await service.get_member(session, actor, member_id))
 
 
 @router.patch("/members/{member_id}", response_model=MemberOut, operation_id="update_member")

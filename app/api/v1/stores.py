@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import get_db, require
 from app.api.errors import PROBLEM_RESPONSES
-from app.api.routing import TransactionalRoute
+from app.api.routing import TransactionalRoute, model_response
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
 from app.domain.booking import readiness
@@ -28,9 +28,9 @@ async def create_store(body: StoreCreate, session: AsyncSession = Depends(get_db
 
 @router.get("", response_model=Page[StoreOut], operation_id="list_stores")
 async def list_stores(params: PageParams = Depends(page_params), session: AsyncSession = Depends(get_db),
-                      actor: Actor = require("stores:read")) -> Page[StoreOut]:
+                      actor: Actor = require("stores:read")) -> Response:
     rows, cursor = await service.list_stores(session, actor, params)
-    return Page(items=rows, next_cursor=cursor)
+    return model_response(Page[StoreOut](items=rows, next_cursor=cursor))
 
 
 @router.get("/{store_id}", response_model=StoreOut, operation_id="get_store")
