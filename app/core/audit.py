@@ -31,7 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.clock import utcnow
 from app.core.context import current_context
-from app.core.db import SessionFactory, current_tenant
+from app.core.db import SessionFactory, current_tenant, execute
 from app.core.ids import new_id
 from app.core.models import TENANT_TABLES
 
@@ -135,6 +135,20 @@ def record(
     soon after."""
     session.add(AuditPending(**_entry(session, action, target_type, target_id, before=before, after=after,
                                       tenant_id=tenant_id, details=details)))
+
+
+_INSERT_PENDING = (f"INSERT INTO audit_pending (id, {', '.join(ENTRY_FIELDS)}) "
+                   f"VALUES ({', '.join(f'${n}' for n in range(1, len(ENTRY_FIELDS) + 2))})")
+
+
+async def record_read(session: AsyncSession, action: str, target_type: str, target_id: Any = None, *,
+                      tenant_id: UUID | None = None, **details: Any) -> None:
+    """Record that protected data was read: inserted at once, in one prepared statement (the hottest audited
+    path: a member 360 with health fields). A read that happened stays recorded even if a savepoint around
+    it rolls back, unlike a change."""
+    entry = _entry(session, action, target_type, target_id, tenant_id=tenant_id, details=details)
+    await execute(session, _INSERT_PENDING, new_id(), *(
+        json.dumps(entry[f], ensure_ascii=False) if f == "summary" else entry[f] for f in ENTRY_FIELDS))
 
 
 def _entry(session: AsyncSession, action: str, target_type: str, target_id: Any, *,

@@ -203,6 +203,12 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Rec
     return await driver.fetch(sql, *args)
 
 
+async def execute(session: AsyncSession, sql: str, *args: Any) -> None:
+    """`fetch` for a statement that returns nothing (an INSERT of a hot path)."""
+    driver = session.info.get(_DRIVER) or await _driver(await session.connection())
+    await driver.execute(sql, *args)
+
+
 def _pending(session: AsyncSession) -> bool:
     return bool(session.new or session.dirty or session.deleted)
 

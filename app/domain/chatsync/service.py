@@ -357,7 +357,7 @@ async def list_member_chat_records(session: AsyncSession, actor: Actor, member_i
                                     .limit(params.limit + 1))).all())
     next_cursor = _encode_cursor(rows[params.limit - 1]) if len(rows) > params.limit else None
     rows = rows[: params.limit]
-    audit.record(session, "member.chat_records.read", "member", member.id, records=len(rows))
+    await audit.record_read(session, "member.chat_records.read", "member", member.id, records=len(rows))
     return rows, next_cursor
 
 

@@ -81,7 +81,7 @@ async def _present(session: AsyncSession, actor: Actor, member: Member, tags: li
     health = await policies.can_see_health(session, actor, member)
     hidden = _hidden_fields(definitions, health)
     if health and audit_reads and not (actor.kind == "patient" and actor.id == member.id):
-        audit.record(session, "member.health.read", "member", member.id)
+        await audit.record_read(session, "member.health.read", "member", member.id)
     return MemberOut(
         id=member.id, name=member.name, phone=phone_shown(member, contact), phone_masked=not contact,
         gender=member.gender, birthday=member.birthday,
