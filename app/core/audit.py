@@ -40,7 +40,21 @@ GENESIS_HASH = "0" * 64
 SECRET_FIELDS = frozenset({"password", "password_hash", "secret", "secret_hash", "token_hash"})
 
 
-class AuditEntry(SQLModel, table=True):
+class _EntryFields(SQLModel):
+    """What an entry says, sealed or not (hashed over, with its place in the chain: ENTRY_FIELDS)."""
+
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    actor_type: str = Field(sa_type=Text)
+    actor_id: str | None = Field(default=None, sa_type=Text)
+    action: str = Field(sa_type=Text)
+    target_type: str = Field(sa_type=Text)
+    target_id: str | None = Field(default=None, sa_type=Text)
+    summary: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB, nullable=False)
+    request_id: str | None = Field(default=None, sa_type=Text)
+    ip: str | None = Field(default=None, sa_type=Text)
+
+
+class AuditEntry(_EntryFields, table=True):
     __tablename__ = "audit_log"
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
@@ -51,15 +65,6 @@ class AuditEntry(SQLModel, table=True):
     tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
     seq: int = Field(sa_type=BigInteger, primary_key=True)
     id: UUID = Field(default_factory=new_id)
-    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
-    actor_type: str = Field(sa_type=Text)
-    actor_id: str | None = Field(default=None, sa_type=Text)
-    action: str = Field(sa_type=Text)
-    target_type: str = Field(sa_type=Text)
-    target_id: str | None = Field(default=None, sa_type=Text)
-    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
-    request_id: str | None = Field(default=None, sa_type=Text)
-    ip: str | None = Field(default=None, sa_type=Text)
     prev_hash: str = Field(sa_type=Text)
     hash: str = Field(sa_type=Text)
 
@@ -72,7 +77,7 @@ class AuditHead(SQLModel, table=True):
     last_hash: str = Field(default=GENESIS_HASH, sa_type=Text)
 
 
-class AuditPending(SQLModel, table=True):
+class AuditPending(_EntryFields, table=True):
     """An entry written with its transaction and not sealed into the chain yet (the worker does, in order)."""
 
     __tablename__ = "audit_pending"
@@ -82,15 +87,6 @@ class AuditPending(SQLModel, table=True):
     # Write order (an identity column: unique and increasing), so entries of one transaction keep theirs.
     position: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), nullable=False,
                                                                   index=True))
-    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
-    actor_type: str = Field(sa_type=Text)
-    actor_id: str | None = Field(default=None, sa_type=Text)
-    action: str = Field(sa_type=Text)
-    target_type: str = Field(sa_type=Text)
-    target_id: str | None = Field(default=None, sa_type=Text)
-    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
-    request_id: str | None = Field(default=None, sa_type=Text)
-    ip: str | None = Field(default=None, sa_type=Text)
 
 
 TENANT_TABLES.update({"audit_log", "audit_heads", "audit_pending"})
