@@ -199,14 +199,17 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Rec
     codec) and take text as parameters. Row-level security applies as to any statement of the transaction."""
     if _pending(session):
         await session.flush()  # what the ORM would do before a query: the read sees this transaction's changes
-    driver = session.info.get(_DRIVER) or await _driver(await session.connection())
-    return await driver.fetch(sql, *args)
+    return await (await _session_driver(session)).fetch(sql, *args)
 
 
 async def execute(session: AsyncSession, sql: str, *args: Any) -> None:
     """`fetch` for a statement that returns nothing (an INSERT of a hot path)."""
-    driver = session.info.get(_DRIVER) or await _driver(await session.connection())
-    await driver.execute(sql, *args)
+    await (await _session_driver(session)).execute(sql, *args)
+
+
+async def _session_driver(session: AsyncSession) -> asyncpg.Connection:
+    """The transaction's asyncpg connection: kept by `_begin`, else (a session not from session_scope) asked for."""
+    return session.info.get(_DRIVER) or await _driver(await session.connection())
 
 
 def _pending(session: AsyncSession) -> bool:

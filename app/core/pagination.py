@@ -86,11 +86,7 @@ async def paginate(
         stmt = stmt.where(key < after if descending else key > after)
     stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(params.limit + 1)
     rows = list((await session.execute(stmt)).scalars().all())
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = encode_cursor(getattr(rows[-1], key.key))
-    return rows, next_cursor
+    return _one_page(rows, params.limit, lambda row: getattr(row, key.key))
 
 
 async def fetch_page(session: AsyncSession, select_sql: str, args: Sequence[Any], params: PageParams, *,
@@ -106,8 +102,12 @@ async def fetch_page(session: AsyncSession, select_sql: str, args: Sequence[Any]
     values.append(params.limit + 1)
     sql = f"{select_sql} ORDER BY {key} {'DESC' if descending else 'ASC'} LIMIT ${len(values)}"
     rows = [dict(r) for r in await fetch(session, sql, *values)]
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = encode_cursor(rows[-1][key])
-    return rows, next_cursor
+    return _one_page(rows, params.limit, lambda row: row[key])
+
+
+def _one_page(rows: list[T], limit: int, key_of: Callable[[T], Any]) -> tuple[list[T], str | None]:
+    """The first `limit` of `limit + 1` rows read, and the cursor after them when there is more."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(key_of(rows[-1]))
