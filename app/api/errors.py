@@ -159,7 +159,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:  # the connection died mid-transaction: nothing was committed
             log.warning("database connection lost on %s %s: %s", request.method, request.url.path, exc.orig)
-            return problem_response(DatabaseUnavailable().problem(request.url.path), {"Retry-After": "2"})
+            return await app_error(request, DatabaseUnavailable())
         if not _is_bad_value(exc):
             return await unexpected(request, exc)
         log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
