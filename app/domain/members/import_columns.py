@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -15,22 +16,28 @@ from app.domain.members.models import CustomFieldDefinition
 from app.domain.members.spreadsheets import undo_neutralize
 
 PROFILE_FIELDS = ("name", "phone", "gender", "birthday", "id_number", "address", "source_channel", "notes", "tags",
-                  "home_store", "owner_staff")
+                  "home_store", "owner_staff", "other_phone", "external_ref")
 HEALTH_FIELDS = ("allergy_history", "past_history", "family_history", "constitution", "health_summary")
 
 # Headers recognised without a mapping. The first of each is the template's header.
 DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
-    "name": ("姓名", "名字", "会员姓名", "客户姓名", "name"),
-    "phone": ("手机号", "手机", "手机号码", "电话", "联系电话", "电话号码", "phone", "mobile"),
-    "gender": ("性别", "gender", "sex"),
-    "birthday": ("生日", "出生日期", "出生年月日", "birthday", "birth_date"),
-    "id_number": ("身份证号", "身份证", "身份证号码", "id_number"),
-    "address": ("地址", "住址", "联系地址", "address"),
-    "source_channel": ("来源渠道", "来源", "渠道", "客户来源", "source_channel", "source"),
-    "notes": ("备注", "notes", "note", "remark"),
-    "tags": ("标签", "tags"),
-    "home_store": ("门店", "所属门店", "归属门店", "home_store", "store"),
-    "owner_staff": ("顾问", "所属顾问", "专属顾问", "owner_staff", "consultant"),
+    "name": ("姓名", "名字", "会员姓名", "客户姓名", "顾客姓名", "患者姓名", "会员名称", "客户名称", "name"),
+    "phone": ("手机号", "手机", "手机号码", "移动电话", "会员手机", "客户手机", "电话", "联系电话", "电话号码", "phone",
+              "mobile"),
+    "gender": ("性别", "会员性别", "gender", "sex"),
+    "birthday": ("生日", "出生日期", "出生年月日", "会员生日", "客户生日", "birthday", "birth_date"),
+    "id_number": ("身份证号", "身份证", "身份证号码", "证件号码", "id_number"),
+    "address": ("地址", "住址", "联系地址", "家庭住址", "家庭地址", "address"),
+    "source_channel": ("来源渠道", "来源", "渠道", "客户来源", "会员来源", "获客渠道", "source_channel", "source"),
+    "notes": ("备注", "备注信息", "会员备注", "客户备注", "notes", "note", "remark"),
+    "tags": ("标签", "会员标签", "客户标签", "顾客标签", "标签名称", "tags"),
+    "home_store": ("门店", "所属门店", "归属门店", "注册门店", "home_store", "store"),
+    "owner_staff": ("顾问", "所属顾问", "专属顾问", "归属顾问", "客户经理", "owner_staff", "consultant"),
+    # A second number: a landline (座机) or any number that is not the member's mobile.
+    "other_phone": ("其他电话", "座机", "固话", "固定电话", "家庭电话", "办公电话", "备用电话", "其它电话", "电话2",
+                    "other_phone"),
+    # The member's number in the old system, kept so later imports (cards, history) can find them by it.
+    "external_ref": ("会员编号", "会员号", "客户编号", "顾客编号", "档案号", "external_ref", "member_no"),
     "health.allergy_history": ("过敏史", "allergy_history"),
     "health.past_history": ("既往史", "past_history"),
     "health.family_history": ("家族史", "family_history"),
@@ -39,9 +46,13 @@ DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
 }
 TEMPLATE_FIELDS = PROFILE_FIELDS
 REQUIRED_FIELDS = ("name", "phone")
+# Free text, whose full-width punctuation is the writing's own (see clean_text).
+PROSE_FIELDS = ("notes", "address", *(f"health.{f}" for f in HEALTH_FIELDS if f != "constitution"))
 # Rows above the header (a title such as "2024年会员名单") are tolerated this far down.
 HEADER_SEARCH_ROWS = 10
 LIST_SEPARATORS = re.compile(r"[,，、;；|\n]+")
+# One phone cell holding two numbers: "13812345678 / 021-64381234".
+PHONE_SEPARATORS = re.compile(r"[,，、;；|/\n]+|或")
 MAX_MAPPING_ENTRIES = 200
 
 _GENDERS = {"男": "male", "男性": "male", "m": "male", "male": "male", "先生": "male",
@@ -52,18 +63,58 @@ _BOOLEANS = {"是": True, "否": False, "true": True, "false": False, "yes": Tru
 _YMD = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 _COMPACT_YMD = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _EXCEL_EPOCH = date(1899, 12, 30)
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]")
+_SPACES = re.compile(r"[^\S\n]+")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}]) +(?=[{_CJK}])")
+# A row summing up the ones above it, as exports end: "合计：8人", "总计", "小计 3", "共8人", "Total".
+_TOTALS = re.compile(r"^(?:合计|总计|小计|共计|汇总|总数|累计|总人数|grand ?total|sub ?total|total|sum)(?![a-z])"
+                     r"|^共\d+[人名位条张行个项]", re.IGNORECASE)
+TOTALS_LABEL_CHARS = 30
+
+
+def clean_text(text: str, *, prose: bool = False) -> str:
+    """Text as the person meant it: full-width letters, digits and punctuation as their ordinary forms (NFKC:
+    １３８ → 138, ：→ :), ideographic and non-breaking spaces as spaces, invisible characters (zero-width
+    space, BOM) gone, runs of spaces collapsed and every line trimmed. `prose` (notes, an address) keeps its
+    characters: Chinese sentences are written with full-width punctuation (，。；), which NFKC would turn into
+    ASCII; only its spaces and invisible characters are cleaned."""
+    text = text if prose else unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _SPACES.sub(" ", text)
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def without_cjk_gaps(text: str) -> str:
+    """A Chinese name padded to line up in a column ("王　芳") as written ("王芳"); Latin names keep their spaces."""
+    return _CJK_GAP.sub("", text)
+
+
+def totals_label(values: list[Any]) -> str | None:
+    """The label when the row is a totals row (its first or second filled cell starts with 合计, 总计, 共8人…)."""
+    filled = [t for t in (cell_text(v) for v in values) if t is not None][:2]
+    for text in filled:
+        compact = text.replace(" ", "")
+        if len(compact) <= TOTALS_LABEL_CHARS and _TOTALS.match(compact):
+            return text
+    return None
 
 
 # ---------------------------------------------------------------- columns and mapping
 
 
 def _header_key(text: str) -> str:
-    cleaned = re.sub(r"[\s*＊]|[(（]必填[)）]", "", text or "")
+    cleaned = re.sub(r"[\s*]|\(必填\)|[:]$", "", clean_text(text or ""))
     return cleaned.lower()
 
 
+def header_key(text: str) -> str:
+    """A header as compared with the known ones: normalised, without spaces, `*` or "(必填)", lower case."""
+    return _header_key(text)
+
+
 def _cell_header(value: Any) -> str:
-    return "" if value is None else str(value).strip().lstrip("\ufeff")
+    return "" if value is None else clean_text(str(value))
 
 
 @dataclass
@@ -143,7 +194,7 @@ def _find_header(rows: list[tuple[int, list[Any]]], is_header: Callable[[list[st
 
 def _assign_columns(header_cells: list[str], explicit: dict[str, str | None], lookup: dict[str, str]) -> list[Column]:
     """The mapping's columns first, then recognised headers for fields still free; the first column of a
-    field wins (a sheet with both 手机 and 电话 imports 手机 and ignores 电话)."""
+    field wins, but a second phone column (手机 and 电话) holds the other phone when none is named."""
     columns: list[Column] = []
     taken: dict[str, str] = {}
     for index, header in enumerate(header_cells):
@@ -157,6 +208,8 @@ def _assign_columns(header_cells: list[str], explicit: dict[str, str | None], lo
     for index, header in enumerate(header_cells):
         key = _header_key(header)
         target = lookup.get(key) if header and key not in explicit else None
+        if target == "phone" and "phone" in taken:
+            target = "other_phone"
         if target is not None and target not in taken:
             taken[target] = header
             columns.append(Column(index, header, target))
@@ -201,10 +254,10 @@ class CellError(ValueError):
     """A cell that cannot become a value of its field; the message is shown to the user."""
 
 
-def cell_text(value: Any) -> str | None:
-    """The cell as text, as a person would read it; None when empty."""
+def cell_text(value: Any, *, prose: bool = False) -> str | None:
+    """The cell as text, as a person would read it (normalised by `clean_text`); None when empty."""
     if isinstance(value, str):  # by far the most common: check it first
-        text = value.strip().strip("\ufeff\u200b")
+        text = clean_text(value, prose=prose)
         return undo_neutralize(text) if text else None
     if value is None:
         return None
@@ -280,11 +333,17 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in LIST_SEPARATORS.split(text) if part.strip()]
 
 
+def split_phones(text: str) -> list[str]:
+    """The numbers in one phone cell ("13812345678/021-64381234"); spaces inside a number stay with it."""
+    return [part.strip() for part in PHONE_SEPARATORS.split(text) if part.strip()]
+
+
 def normalize_tags(text: str, synonyms: dict[str, str]) -> list[str]:
-    """Split a tag cell and map every synonym to its standard tag (落枕 → 颈椎病); unknown tags stay as written."""
+    """Split a tag cell and map every synonym to its standard tag (落枕 → 颈椎病); unknown tags stay as written.
+    Chinese tags separated only by a space ("颈椎病 失眠") are two tags."""
     folded = {k.casefold(): v for k, v in synonyms.items()}
     tags: list[str] = []
-    for raw in split_list(text):
+    for raw in (part for chunk in split_list(text) for part in _CJK_GAP.split(chunk)):
         tag = synonyms.get(raw) or folded.get(raw.casefold()) or raw
         if tag not in tags:
             tags.append(tag)

@@ -20,6 +20,7 @@ from app.core.errors import AppError
 from app.domain.iam import service as iam
 from app.domain.members import custom_fields as fields
 from app.domain.members.import_columns import (
+    PROSE_FIELDS,
     REQUIRED_FIELDS,
     CellError,
     ColumnPlan,
@@ -29,16 +30,21 @@ from app.domain.members.import_columns import (
     parse_date,
     parse_gender,
     split_list,
+    split_phones,
+    without_cjk_gaps,
 )
 from app.domain.members.loading import definitions_of
-from app.domain.members.models import CustomFieldDefinition, Member, MemberTag, Tag
-from app.domain.members.normalize import normalize_id_number, normalize_phone
+from app.domain.members.models import CustomFieldDefinition, Member, MemberStatus, MemberTag, Tag
+from app.domain.members.normalize import normalize_id_number, normalize_other_phone, normalize_phone
+from app.domain.members.profiles import other_phone_index
 from app.domain.members.schemas import ImportRowError, MemberCreate
 from app.domain.members.tags import synonym_map
 from app.domain.tenancy import service as tenancy
 
 REPORT_VALUE_CHARS = 100
-PERSONAL_ID_FIELDS = ("phone", "id_number")
+PERSONAL_ID_FIELDS = ("phone", "other_phone", "id_number")
+PHONE_FIELDS = ("phone", "other_phone")
+MAX_EXTERNAL_REF = 64
 # A number cell saved as text by some tools: "13812345678.0".
 _TRAILING_ZEROES = re.compile(r"(?<=\d)\.0+$")
 
@@ -60,6 +66,9 @@ class ImportContext:
     stores: dict[str, UUID | None]  # name or id → id; None when two stores share the name
     staff: dict[str, UUID | None]  # username, display name or id → id; None when ambiguous
     existing: dict[str, ExistingMember] = field(default_factory=dict)  # phone index → member
+    # Members without a mobile, by (index of their other phone, name): a household's landline is shared, so
+    # a row with only a landline is the same member only when the name matches too.
+    existing_other: dict[tuple[str, str], ExistingMember] = field(default_factory=dict)
 
     @property
     def active_definitions(self) -> dict[str, CustomFieldDefinition]:
@@ -103,6 +112,23 @@ async def load_existing(session: AsyncSession, tenant_id: UUID, phone_indexes: l
         rows = (await session.exec(select(Member.phone_index, Member.id).where(*holds_phone))).all()
         return {index: ExistingMember(member_id) for index, member_id in rows}
     members = (await session.exec(select(Member).where(*holds_phone))).all()
+    return await _with_tags(session, tenant_id, members, key=lambda m: m.phone_index)
+
+
+async def load_existing_without_mobile(session: AsyncSession, tenant_id: UUID, other_indexes: list[str], *,
+                                       for_update: bool) -> dict[tuple[str, str], ExistingMember]:
+    """Active members with no mobile whose other phone is one of the file's landlines, by (index, name)."""
+    if not other_indexes:
+        return {}
+    members = (await session.exec(select(Member).where(
+        Member.tenant_id == tenant_id, Member.phone_index.is_(None), Member.status == MemberStatus.ACTIVE,
+        Member.other_phone_index == _any_of("others", other_indexes, Text)))).all()
+    if not for_update:
+        return {(m.other_phone_index, m.name): ExistingMember(m.id) for m in members}
+    return await _with_tags(session, tenant_id, members, key=lambda m: (m.other_phone_index, m.name))
+
+
+async def _with_tags(session: AsyncSession, tenant_id: UUID, members: Any, key: Any) -> dict[Any, ExistingMember]:
     links = (await session.exec(
         select(MemberTag.member_id, Tag.name)
         .join(Tag, (Tag.tenant_id == MemberTag.tenant_id) & (Tag.id == MemberTag.tag_id))
@@ -111,7 +137,7 @@ async def load_existing(session: AsyncSession, tenant_id: UUID, phone_indexes: l
     tags: dict[UUID, set[str]] = {}
     for member_id, name in links:
         tags.setdefault(member_id, set()).add(name)
-    return {m.phone_index: ExistingMember(m.id, m, tags.get(m.id, set())) for m in members}
+    return {key(m): ExistingMember(m.id, m, tags.get(m.id, set())) for m in members}
 
 
 # ---------------------------------------------------------------- validating rows
@@ -124,6 +150,9 @@ class RowPlan:
     cells: dict[str, Any] = field(default_factory=dict)  # field → raw cell, for the report
     errors: list[ImportRowError] = field(default_factory=list)
     phone_index: str | None = None
+    # A row with only a landline: the landline's index with the name (see ImportContext.existing_other).
+    other_key: tuple[str, str] | None = None
+    external_ref: str | None = None  # the member's number in the old system (会员编号)
     existing: ExistingMember | None = None
 
     @property
@@ -146,6 +175,64 @@ def report_value(member_field: str, raw: Any) -> str | None:
     return text if len(text) <= REPORT_VALUE_CHARS else text[:REPORT_VALUE_CHARS] + "…"
 
 
+@dataclass
+class Contacts:
+    """The numbers a row's phone cells hold: the mobile (or +country number) as the phone, the next number
+    (a landline, or a second mobile) as the other phone."""
+
+    phone: str | None = None
+    other: str | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (member field, message)
+
+
+def classify_contacts(cells: list[tuple[str, str]]) -> Contacts:
+    """`cells` are (phone | other_phone, text) in column order; a landline in the phone column is kept as the
+    other phone instead of refusing the row, and a mobile in the 座机 column becomes the phone."""
+    contacts = Contacts()
+    mobiles: list[str] = []
+    others: list[str] = []
+    for member_field, text in cells:
+        for part in split_phones(text):
+            mobile = normalize_phone(_TRAILING_ZEROES.sub("", part))
+            other = None if mobile else normalize_other_phone(part)
+            if mobile is None and other is None:
+                contacts.errors.append((member_field, "is not a phone number (a mainland mobile, a landline such "
+                                                      "as 021-64381234, or a +country number)"))
+            elif mobile is not None and mobile not in mobiles:
+                mobiles.append(mobile)
+            elif other is not None and other not in others:
+                others.append(other)
+    rest = mobiles[1:] + others
+    if len(rest) > 1:
+        contacts.errors.append((cells[-1][0], "holds more than two phone numbers; keep the mobile and one other"))
+    contacts.phone = mobiles[0] if mobiles else None
+    contacts.other = rest[0] if rest else None
+    return contacts
+
+
+def _row_contacts(columns: ColumnPlan, values: list[Any]) -> Contacts:
+    cells = []
+    for column in columns.columns:
+        if column.field in PHONE_FIELDS and column.index < len(values):
+            text = cell_text(values[column.index])
+            if text is not None:
+                cells.append((column.field, text))
+    return _ordered(cells)
+
+
+def _ordered(cells: list[tuple[str, str]]) -> Contacts:
+    """The phone column first, whatever the order of the columns in the file."""
+    return classify_contacts(sorted(cells, key=lambda cell: cell[0] != "phone"))
+
+
+def _row_name(columns: ColumnPlan, values: list[Any]) -> str | None:
+    column = next((c for c in columns.columns if c.field == "name"), None)
+    if column is None or column.index >= len(values):
+        return None
+    text = cell_text(values[column.index])
+    return without_cjk_gaps(text) if text else None
+
+
 class RowValidator:
     """Turns one file row into MemberCreate fields, collecting every problem instead of stopping at the first."""
 
@@ -163,26 +250,47 @@ class RowValidator:
         plan = RowPlan(row=number)
         custom: dict[str, Any] = {}
         health: dict[str, Any] = {}
+        phones: list[tuple[str, str]] = []
         for column in self.columns.columns:
             raw = values[column.index] if column.index < len(values) else None
             plan.cells[column.field] = raw
-            text = cell_text(raw)
+            text = cell_text(raw, prose=column.field in PROSE_FIELDS)
             if text is None:
+                continue
+            if column.field in PHONE_FIELDS:
+                phones.append((column.field, text))
                 continue
             try:
                 self._convert(plan, column.field, raw, text, custom, health)
             except CellError as exc:
                 self.error(plan, column.field, str(exc))
+        self._contacts(plan, phones)
         for required in REQUIRED_FIELDS:
-            if required not in plan.values and not any(e.field == required for e in plan.errors):
+            fields = PHONE_FIELDS if required == "phone" else (required,)
+            if not any(f in plan.values for f in fields) and not any(e.field in fields for e in plan.errors):
                 self.error(plan, required, "is required")
-        existing = self.context.existing.get(plan.phone_index or "")
+        existing = self.context.existing.get(plan.phone_index or "") if plan.phone_index else \
+            self.context.existing_other.get(plan.other_key) if plan.other_key else None
         self._validate_custom(plan, custom, existing.row.custom_fields if existing and existing.row else None,
                               creating=existing is None)
         if health:
             plan.values["health"] = health
         self._validate_schema(plan)
         return plan
+
+    def _contacts(self, plan: RowPlan, phones: list[tuple[str, str]]) -> None:
+        contacts = _ordered(phones)
+        for member_field, message in contacts.errors:
+            self.error(plan, member_field, message)
+        if contacts.errors:
+            return
+        if contacts.phone is not None:
+            plan.values["phone"] = contacts.phone
+            plan.phone_index = crypto.blind_index(contacts.phone, purpose="phone")
+        if contacts.other is not None:
+            plan.values["other_phone"] = contacts.other
+            if contacts.phone is None and plan.values.get("name"):
+                plan.other_key = (other_phone_index(contacts.other), plan.values["name"])
 
     def _convert(self, plan: RowPlan, member_field: str, raw: Any, text: str, custom: dict[str, Any],
                  health: dict[str, Any]) -> None:
@@ -191,12 +299,12 @@ class RowValidator:
             custom[name] = custom_value(self.definitions[name], raw)
         elif kind == "health":
             health[name] = split_list(text) if name == "constitution" else text
-        elif member_field == "phone":
-            phone = normalize_phone(_TRAILING_ZEROES.sub("", text))
-            if phone is None:
-                raise CellError("is not a valid phone number (a mainland mobile, or +country number)")
-            plan.values["phone"] = phone
-            plan.phone_index = crypto.blind_index(phone, purpose="phone")
+        elif member_field == "name":
+            plan.values["name"] = without_cjk_gaps(text)
+        elif member_field == "external_ref":
+            if len(text) > MAX_EXTERNAL_REF:
+                raise CellError(f"is longer than {MAX_EXTERNAL_REF} characters")
+            plan.external_ref = text
         elif member_field == "id_number":
             if normalize_id_number(text) is None:
                 raise CellError("is not a valid 18-character resident ID (birth date or check digit wrong)")
@@ -265,28 +373,34 @@ def _schema_field(loc: tuple[Any, ...]) -> str:
     return {"home_store_id": "home_store", "owner_staff_id": "owner_staff"}.get(head, head)
 
 
-def phone_indexes(rows: list[tuple[int, list[Any]]], columns: ColumnPlan) -> list[str]:
-    """The blind index of every valid phone in the file, to look them all up at once."""
-    column = next(c for c in columns.columns if c.field == "phone")
-    indexes = set()
+def phone_indexes(rows: list[tuple[int, list[Any]]], columns: ColumnPlan) -> tuple[list[str], list[str]]:
+    """The blind indexes of the file's mobiles, and of the landlines of rows without a mobile, to look them
+    all up at once."""
+    indexes, others = set(), set()
     for _, values in rows:
-        phone = normalize_phone(cell_text(values[column.index]) or "") if column.index < len(values) else None
-        if phone is not None:
-            indexes.add(crypto.blind_index(phone, purpose="phone"))
-    return sorted(indexes)
+        contacts = _row_contacts(columns, values)
+        if contacts.phone is not None:
+            indexes.add(crypto.blind_index(contacts.phone, purpose="phone"))
+        elif contacts.other is not None and _row_name(columns, values):
+            others.add(other_phone_index(contacts.other))
+    return sorted(indexes), sorted(others)
 
 
 def check_duplicates_and_existing(plans: list[RowPlan], context: ImportContext, columns: ColumnPlan) -> None:
-    """A phone twice in the file is an error on the later rows; a phone held by a member is noted."""
-    first_row: dict[str, int] = {}
+    """A phone twice in the file is an error on the later rows (a landline only with the same name too); a
+    phone held by a member is noted."""
+    first_row: dict[Any, int] = {}
     for plan in plans:
-        if plan.phone_index is None:
+        key: Any = plan.phone_index or plan.other_key
+        if key is None:
             continue
-        if plan.phone_index in first_row:
+        if key in first_row:
+            member_field = "other_phone" if plan.other_key and columns.header_of("other_phone") else "phone"
             plan.errors.append(ImportRowError(
-                row=plan.row, field="phone", column=columns.header_of("phone"),
-                message=f"the same phone number is already in row {first_row[plan.phone_index]} of this file",
-                value=report_value("phone", plan.cells.get("phone"))))
+                row=plan.row, field=member_field, column=columns.header_of(member_field),
+                message=f"the same phone number is already in row {first_row[key]} of this file",
+                value=report_value(member_field, plan.cells.get(member_field))))
             continue
-        first_row[plan.phone_index] = plan.row
-        plan.existing = context.existing.get(plan.phone_index)
+        first_row[key] = plan.row
+        plan.existing = context.existing.get(plan.phone_index) if plan.phone_index else \
+            context.existing_other.get(plan.other_key)

@@ -17,8 +17,8 @@ from app.core.errors import AppError, Unprocessable
 from app.domain.members.import_rows import RowPlan
 from app.domain.members.models import Member
 from app.domain.members.normalize import normalize_id_number
-from app.domain.members.profiles import add_member, add_members, apply_member_update
-from app.domain.members.schemas import ImportRowError, ImportRowExisting, MemberCreate, MemberUpdate, TagChange
+from app.domain.members.profiles import add_member, add_members, apply_member_update, other_phone_index
+from app.domain.members.schemas import ImportedMember, ImportRowError, ImportRowExisting, MemberUpdate, TagChange
 from app.domain.members.tags import apply_tag_change
 
 ImportMode = Literal["all_or_nothing", "per_row"]
@@ -48,6 +48,8 @@ def _differs(member: Member, key: str, value: Any) -> Any:
     if key == "id_number":
         index = crypto.blind_index(normalize_id_number(value), purpose="id_number")
         return value if index != member.id_number_index else None
+    if key == "other_phone":
+        return value if other_phone_index(value) != member.other_phone_index else None
     return value if getattr(member, key) != value else None
 
 
@@ -78,7 +80,7 @@ async def _write_row(session: AsyncSession, actor: Actor, plan: RowPlan, externa
     """One row through the member use cases: a new member, or (on_existing=update) the member with its phone.
     The import checked members:write (and members.health:write for health columns) once for the file."""
     if plan.existing_id is None:
-        await add_member(session, actor, MemberCreate.model_validate(plan.values), tag_source="import",
+        await add_member(session, actor, ImportedMember.model_validate(plan.values), tag_source="import",
                          external_ref=external_ref)
         return "created"
     update, tags = _update_data(plan)
@@ -108,11 +110,12 @@ async def _in_savepoint(session: AsyncSession, write: Callable[[], Awaitable[Any
 
 
 def _external_ref(import_id: UUID, plan: RowPlan) -> str:
-    return f"import:{import_id}:{plan.row}"
+    """The member's number in the old system when the file has one (later imports find the member by it)."""
+    return plan.external_ref or f"import:{import_id}:{plan.row}"
 
 
 async def _create_batch(session: AsyncSession, actor: Actor, plans: list[RowPlan], import_id: UUID) -> bool:
-    items = [(MemberCreate.model_validate(p.values), _external_ref(import_id, p)) for p in plans]
+    items = [(ImportedMember.model_validate(p.values), _external_ref(import_id, p)) for p in plans]
     result = await _in_savepoint(session, lambda: add_members(session, actor, items, tag_source="import"))
     return not isinstance(result, Exception)
 

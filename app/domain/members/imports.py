@@ -9,6 +9,10 @@ Every write goes through the member use cases — new members in batches (`add_m
 `apply_tag_change` — so an imported member is validated, audited and announced like any other; the import
 adds one audit entry of its own with the counts. Existing phones are looked up once for the whole file.
 
+Exports as clinics make them are messy: every cell and header is normalised (full-width characters, ideographic
+spaces), a title above the header, blank rows and totals rows (合计：8人) are skipped and listed in the report
+(`skipped_rows`) rather than read as members, and a landline is kept as the member's other phone.
+
 The work is split by side: `import_columns` (the file: headers, mapping, cells), `import_rows` (the tenant's
 fields, stores, staff and members, and row validation), `import_writing` (the writes); this module runs them.
 members:write is checked once here for the whole file (and members.health:write when it has health columns).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 from uuid import UUID
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,7 +32,7 @@ from app.core.actor import Actor
 from app.core.errors import PayloadTooLarge, Unprocessable
 from app.core.rows import get_or_404
 from app.core.settings import get_settings
-from app.domain.members.import_columns import ColumnPlan, plan_columns
+from app.domain.members.import_columns import ColumnPlan, cell_text, plan_columns, totals_label
 from app.domain.members.import_rows import (
     ImportContext,
     RowPlan,
@@ -35,6 +40,7 @@ from app.domain.members.import_rows import (
     check_duplicates_and_existing,
     load_context,
     load_existing,
+    load_existing_without_mobile,
     phone_indexes,
     report_value,
 )
@@ -47,7 +53,7 @@ from app.domain.members.import_writing import (
     write_rows,
 )
 from app.domain.members.models import MemberImport
-from app.domain.members.schemas import ImportReport, ImportRowExisting
+from app.domain.members.schemas import ImportReport, ImportRowExisting, ImportRowSkipped
 from app.domain.members.spreadsheets import Table, read_table
 
 # ---------------------------------------------------------------- the use case
@@ -81,26 +87,64 @@ def _existing_entries(plans: list[RowPlan], on_existing: OnExisting, columns: Co
         action = "skip" if on_existing == "skip" else (
             "update" if planned_action(plan, on_existing) == "updated" else "unchanged")
         entries.append(ImportRowExisting(row=plan.row, field="phone", column=columns.header_of("phone"),
-                                         message=_EXISTING_MESSAGES[action], member_id=plan.existing.id,
+                                         message=_EXISTING_MESSAGES[action] if plan.phone_index else
+                                         _EXISTING_MESSAGES[action].replace("this phone", "this name and landline"),
+                                         member_id=plan.existing.id,
                                          value=report_value("phone", plan.cells.get("phone")), action=action))
     return entries
 
 
+def member_rows(table: Table, header_position: int,
+                columns: ColumnPlan) -> tuple[list[tuple[int, list[Any]]], list[ImportRowSkipped]]:
+    """The rows below the header that hold members, and the rows that do not, with why: titles above the
+    header, blank rows (also those the reader left out, and rows filled only in columns not imported), and
+    totals rows."""
+    skipped = [ImportRowSkipped(row=number, kind="title", reason="above the header row: a title, not a member")
+               for number, _ in table.rows[:header_position]]
+    header_row = table.rows[header_position][0]
+    data: list[tuple[int, list[Any]]] = []
+    previous = header_row
+    imported = [c.index for c in columns.columns]
+    for number, values in table.rows[header_position + 1:]:
+        if number > previous + 1:
+            skipped.append(_blank(previous + 1, number - 1))
+        previous = number
+        if (label := totals_label(values)) is not None:
+            skipped.append(ImportRowSkipped(row=number, kind="totals", reason=f"a totals row ({label}), not a member"))
+        elif all(cell_text(v) is None for v in values):
+            skipped.append(_blank(number, number))
+        elif all(i >= len(values) or cell_text(values[i]) is None for i in imported):
+            skipped.append(ImportRowSkipped(row=number, kind="blank", last_row=number,
+                                            reason="nothing in the imported columns (only a serial number or "
+                                                   "columns that are not imported)"))
+        else:
+            data.append((number, values))
+    return data, skipped
+
+
+def _blank(first: int, last: int) -> ImportRowSkipped:
+    reason = "a blank row" if first == last else f"blank rows {first}–{last}"
+    return ImportRowSkipped(row=first, last_row=last, kind="blank", reason=reason)
+
+
 async def plan_file(session: AsyncSession, actor: Actor, table: Table, mapping: dict[str, str | None] | None,
-                    on_existing: OnExisting) -> tuple[ColumnPlan, list[RowPlan]]:
-    """Columns found, and every data row validated against the tenant's fields and existing members."""
+                    on_existing: OnExisting) -> tuple[ColumnPlan, list[RowPlan], list[ImportRowSkipped]]:
+    """Columns found, every member row validated against the tenant's fields and existing members, and the
+    rows skipped as not being members."""
     if not table.rows:
         raise Unprocessable("the file has no rows; the first row must be the column headers", code="empty_file")
     context = await load_context(session, actor.tenant_id)
     columns, header_position = plan_columns(table.rows, mapping, context.definitions)
     _require_health_write(actor, columns, context)
-    data_rows = table.rows[header_position + 1:]
-    context.existing = await load_existing(session, actor.tenant_id, phone_indexes(data_rows, columns),
-                                           for_update=on_existing == "update")
+    data_rows, skipped = member_rows(table, header_position, columns)
+    mobiles, landlines = phone_indexes(data_rows, columns)
+    context.existing = await load_existing(session, actor.tenant_id, mobiles, for_update=on_existing == "update")
+    context.existing_other = await load_existing_without_mobile(session, actor.tenant_id, landlines,
+                                                                for_update=on_existing == "update")
     validator = RowValidator(columns, context)
     plans = [validator.plan_row(number, values) for number, values in data_rows]
     check_duplicates_and_existing(plans, context, columns)
-    return columns, plans
+    return columns, plans, skipped
 
 
 async def import_members(session: AsyncSession, actor: Actor, *, data: bytes, filename: str | None,
@@ -112,7 +156,7 @@ async def import_members(session: AsyncSession, actor: Actor, *, data: bytes, fi
     if len(data) > settings.import_max_bytes:
         raise PayloadTooLarge(f"the file is larger than {settings.import_max_bytes} bytes", code="file_too_large")
     table = read_table(data, filename or "", max_rows=settings.import_max_rows)
-    columns, plans = await plan_file(session, actor, table, mapping, on_existing)
+    columns, plans, skipped = await plan_file(session, actor, table, mapping, on_existing)
     record = MemberImport(tenant_id=actor.tenant_id, filename=_safe_filename(filename),
                           file_sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run, mode=mode, status="checked",
                           created_by=actor.id if actor.kind == "staff" else None)
@@ -128,6 +172,7 @@ async def import_members(session: AsyncSession, actor: Actor, *, data: bytes, fi
                          outcome=outcome)
     outcome.errors = sorted((e for p in plans for e in p.errors), key=lambda e: e.row)
     _finish_record(record, table.file_type, columns, len(plans), on_existing, outcome)
+    record.report["skipped_rows"] = [s.model_dump(mode="json") for s in skipped]
     session.add(record)
     await session.flush()
     audit.record(session, "member.import_check" if dry_run else "member.import", "member_import", record.id,
@@ -179,6 +224,7 @@ def report_of(record: MemberImport) -> ImportReport:
         skipped_count=record.skipped_count, error_count=record.error_count,
         columns=report.get("columns", []), ignored_columns=report.get("ignored_columns", []),
         errors=report.get("errors", []), existing=report.get("existing", []),
+        skipped_rows=report.get("skipped_rows", []),
         created_at=record.created_at, created_by=record.created_by)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 
 from pypinyin import Style, lazy_pinyin
@@ -27,6 +28,55 @@ def normalize_phone(raw: str) -> str | None:
     if _E164.match(value):
         return value
     return None
+
+
+# A second contact number (a landline, a 400 hotline): kept as written apart from its separators.
+_EXTENSION = re.compile(r"(?:转|分机|ext\.?|x|#)\s*(\d{1,6})$", re.IGNORECASE)
+_TRAILING_GROUP = re.compile(r"[-\s](\d{1,5})$")
+_AREA_NUMBER = re.compile(r"^0\d{9,11}$")  # area code (010, 021, 0571, …) and the local number
+_LOCAL_NUMBER = re.compile(r"^[2-9]\d{6,7}$")  # a local number written without its area code
+_SERVICE_NUMBER = re.compile(r"^[48]00\d{7}$")  # 400 / 800 numbers
+
+
+def _landline(value: str) -> str | None:
+    digits = _SEPARATORS.sub("", value)
+    if digits.startswith("0086"):
+        digits = "+86" + digits[4:]
+    if digits.startswith("+86"):
+        digits = "0" + digits[3:].lstrip("0")  # +86 21 6438 1234 is dialled 021 6438 1234 at home
+    elif digits.startswith("+"):
+        return digits if _E164.match(digits) else None
+    if _AREA_NUMBER.match(digits):
+        # Beijing (010) and the 02x cities have three-digit area codes; every other area code has four.
+        split = 3 if digits[1] in "12" else 4
+        return f"{digits[:split]}-{digits[split:]}"
+    if _LOCAL_NUMBER.match(digits) or _SERVICE_NUMBER.match(digits):
+        return digits
+    return None
+
+
+def normalize_other_phone(raw: str) -> str | None:
+    """A number that is not a mainland mobile, kept as a second contact: "(021) 6438 1234 转 802" →
+    "021-64381234-802", "64381234", "4008201234", or +country numbers; None when it is no phone number
+    (a mobile with a digit missing is not taken for a landline)."""
+    value = unicodedata.normalize("NFKC", raw or "").strip()  # （０２１）６４３８ typed on a Chinese keyboard
+    extension = None
+    if match := _EXTENSION.search(value):
+        extension, value = match.group(1), value[:match.start()].strip()
+    number = _landline(value)
+    if number is None and extension is None and (match := _TRAILING_GROUP.search(value)):
+        # "021-64381234-802": the last group is an extension when the rest is a whole number.
+        number, extension = _landline(value[:match.start()]), match.group(1)
+    if number is None:
+        return None
+    return f"{number}-{extension}" if extension else number
+
+
+def contact_key(normalized_other: str) -> str:
+    """What identifies a second contact number for exact lookup: its digits without the extension."""
+    number = normalized_other.split("-")
+    main = "".join(number[:2]) if len(number) > 1 and number[0].startswith("0") else number[0]
+    return main
 
 
 def mask_phone(normalized: str) -> str:

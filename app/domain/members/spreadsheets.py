@@ -36,6 +36,7 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls (and .doc) compo
 ACCEPTED_EXTENSIONS = (".xlsx", ".csv")
 
 MAX_COLUMNS = 100
+MAX_SHEETS = 20
 EXCEL_MAX_ROWS = 1_048_576
 # A genuine sheet of 20,000 members inflates to a few tens of MB; a zip bomb declares far more.
 # zipfile stops reading a part at its declared size (and fails the CRC), so the declared sizes
@@ -119,6 +120,38 @@ def read_table(data: bytes, filename: str, *, max_rows: int) -> Table:
         return Table("xlsx", None, list(_capped(_xlsx_rows(data), max_rows)))
     text, encoding = decode_text(data)
     return Table("csv", encoding, list(_capped(_csv_rows(text), max_rows)))
+
+
+def read_workbook(data: bytes, filename: str, *, max_rows: int) -> list[tuple[str, Table]]:
+    """Every sheet of an .xlsx, by title, in the workbook's order (a .csv is one sheet named after the file),
+    each read as `read_table` reads the first; more than `max_rows` non-blank rows in all is refused."""
+    if not data:
+        raise unreadable_file("the file is empty")
+    file_type = detect_file_type(data, filename)
+    if file_type == "csv":
+        text, encoding = decode_text(data)
+        title = os.path.splitext(os.path.basename(filename or ""))[0] or "csv"
+        return [(title, Table("csv", encoding, list(_capped(_csv_rows(text), max_rows))))]
+    _check_archive(data)
+    workbook = _open_workbook(data)
+    sheets: list[tuple[str, Table]] = []
+    budget = max_rows
+    try:
+        if not workbook.worksheets:
+            raise unreadable_file("the workbook has no worksheet")
+        for sheet in workbook.worksheets[:MAX_SHEETS]:
+            sheet.reset_dimensions()  # as in _xlsx_rows: the declared <dimension> may be wrong
+            rows = sheet.iter_rows(min_row=1, max_row=EXCEL_MAX_ROWS, max_col=MAX_COLUMNS, values_only=True)
+            read = list(_capped(((n, _without_trailing_blanks(v)) for n, v in enumerate(rows, start=1)), budget))
+            budget -= max(len(read) - 1, 0)
+            if budget < 0:
+                raise too_many_rows(max_rows)
+            sheets.append((writable_text(str(sheet.title)), Table("xlsx", None, read)))
+    except _UNREADABLE_XLSX as exc:
+        raise unreadable_file("the worksheet cannot be read; open it in Excel and save it again") from exc
+    finally:
+        workbook.close()
+    return sheets
 
 
 def _capped(rows: Iterable[tuple[int, list[Any]]], max_rows: int) -> Iterator[tuple[int, list[Any]]]:
