@@ -18,10 +18,12 @@ from app.api.v1 import (
     auth,
     availability,
     calendar,
+    card_imports,
     cards,
     care,
     catalog,
     chatsync,
+    coupon_publications,
     health,
     inventory,
     loyalty,
@@ -29,6 +31,12 @@ from app.api.v1 import (
     members,
     messaging,
     orders,
+    patient_account,
+    patient_bookings,
+    patient_listings,
+    patient_messages,
+    patient_orders,
+    patient_storefront,
     platform,
     refunds,
     reports,
@@ -118,7 +126,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     install_docs_pages(app, openapi_url=f"{API_PREFIX}/openapi.json", title="CareLoop API")
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes,
-                       overrides={f"{API_PREFIX}/member-imports": settings.import_max_bytes},
+                       overrides={f"{API_PREFIX}/member-imports": settings.import_max_bytes,
+                                  f"{API_PREFIX}/card-imports": settings.import_max_bytes},
                        own_input_checks=("/graphql",))
     app.add_middleware(RequestContextMiddleware)
 
@@ -127,6 +136,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                    calendar, waitlist):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(calendar.feed_router, prefix=API_PREFIX)
+    # Before the cards router: /card-imports/template.xlsx is a path of its own.
+    app.include_router(card_imports.router, prefix=API_PREFIX)
     app.include_router(availability.router, prefix=API_PREFIX)
     app.include_router(schedule.router, prefix=API_PREFIX)
     app.include_router(appointments.router, prefix=API_PREFIX)
@@ -142,6 +153,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(wechat.callback_router, prefix=API_PREFIX)
     app.include_router(chatsync.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
+    for module in (patient_orders, patient_bookings, patient_messages, coupon_publications):
+        app.include_router(module.router, prefix=API_PREFIX)
+    for module in (patient_storefront, patient_account, patient_listings):
+        app.include_router(module.router, prefix=API_PREFIX)
 
     from app.graphql.schema import graphql_router
 

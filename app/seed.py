@@ -24,6 +24,7 @@ from app.domain.booking.schedule_schemas import (
 from app.domain.booking.schemas import AppointmentCreate
 from app.domain.cards import service as cards
 from app.domain.cards import templates as card_templates
+from app.domain.cards.demo import seed_card_import
 from app.domain.cards.schemas import CardTemplateCreate, TemplateItemIn
 from app.domain.care import seed_rules as care_rules
 from app.domain.care import service as care
@@ -37,6 +38,7 @@ from app.domain.catalog.schemas import (
     ServiceCreate,
 )
 from app.domain.checkout.demo import seed_checkout
+from app.domain.checkout.mini_program_demo import seed_mini_program
 from app.domain.iam import service as iam
 from app.domain.iam.schemas import StaffCreate
 from app.domain.inventory import service as inventory
@@ -55,11 +57,13 @@ from app.domain.members.schemas import (
     TagCreate,
     TagGroupCreate,
 )
-from app.domain.messaging.demo import seed_messaging
+from app.domain.messaging.demo import seed_messaging, seed_staff_alerts
+from app.domain.portal.demo import seed_storefront
 from app.domain.tenancy import service as tenancy
 from app.domain.tenancy.schemas import StoreCreate
 from app.domain.visits import service as visits
 from app.domain.visits.schemas import ServiceCompletion
+from app.domain.wechat_links.demo import seed_sidebar
 
 if TYPE_CHECKING:
     from app.domain.tenancy.models import Store, Tenant
@@ -382,14 +386,22 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
             bookings = await _seed_booking(session, actor, stores, staff_ids, services, people)
             coupons = await seed_loyalty(session, actor)
             orders = await seed_checkout(session, actor, stores, staff_ids)
+            migrated = await seed_card_import(session, actor, tenancy.store_today(stores[0]))
             templates = await seed_messaging(session, actor)
+            sidebar = await seed_sidebar(session, actor, stores, staff_ids, services)
+            storefront = await seed_storefront(session, actor)
+            mini_program = await seed_mini_program(session, actor)
             # The demo has the templates the message rules wait for: switch those rules on.
             await care.enable_rules(session, tenant.id, ["care_after_treatment", "appointment_reminder"])
             await iam.set_staff_details(session, tenant.id, "owner", display_name="王建国")
             rules = await care_rules.rule_summaries(session, tenant.id)
+        # Once committed, staff alerts go out as the worker sends them (from committed events).
+        staff_alerts = await seed_staff_alerts(session_scope, tenant.id, staff_ids)
     finally:
         reset_context(token)
     return summary | {"created": True, "tenant_id": str(tenant.id), "stores": [s.name for s in stores],
                       "members": list(people), "cards": issued_cards, "appointments": bookings,
                       "coupons": coupons, "orders": orders, "message_templates": templates,
-                      "automation_rules": rules}
+                      "automation_rules": rules, "sidebar": sidebar, "staff_alerts": staff_alerts,
+                      "mini_program": mini_program, "migrated_from_old_system": migrated,
+                      "storefront": storefront}

@@ -44,3 +44,18 @@ def _no_control_characters(value: str) -> str:
 Name = Annotated[str, AfterValidator(_no_control_characters)]
 """A name people read (of a member, store, staff member, service, product, card template, tag…): one line
 of text without control characters. Length limits stay with each field (`name: Name = Field(max_length=50)`)."""
+
+
+# The mini-program loads images only over https (and only from domains set in its console); 500 characters
+# holds any CDN or object-store URL with its signature.
+_HTTPS_URL = re.compile(r"https://[^\s/?#]+[^\s]*")
+
+
+def _https_url(value: str) -> str:
+    if len(value) > 500 or not _HTTPS_URL.fullmatch(value):
+        raise ValueError("must be an https:// URL without spaces, at most 500 characters")
+    return _no_control_characters(value)
+
+
+ImageUrl = Annotated[str, AfterValidator(_https_url)]
+"""An image the mini-program shows (a store photo, a therapist's portrait): an https URL."""

@@ -33,6 +33,9 @@ from app.graphql.context import Context, get_context, page_limit, parse_id
 from app.graphql.input_checks import RefuseUnstorableText
 from app.graphql.limits import CareLoopSchema, IntrospectionDepthLimit
 from app.graphql.members import MemberMutations, MemberQueries
+from app.graphql.patient import PatientMutations, PatientQueries
+from app.graphql.patient_booking import PatientBookingMutations, PatientBookingQueries
+from app.graphql.sidebar import SidebarMutations, SidebarQueries
 
 if TYPE_CHECKING:
     from app.domain.tenancy.models import Store
@@ -128,8 +131,10 @@ class ProblemCodes(SchemaExtension):
             )
 
 
-Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries, CheckoutQueries, CareQueries))
-Mutation = merge_types("Mutation", (MemberMutations, BookingMutations, CheckoutMutations, CareMutations))
+Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries, CheckoutQueries, CareQueries,
+                              SidebarQueries, PatientBookingQueries, PatientQueries))
+Mutation = merge_types("Mutation", (MemberMutations, BookingMutations, CheckoutMutations, CareMutations,
+                                    SidebarMutations, PatientBookingMutations, PatientMutations))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

@@ -336,8 +336,8 @@ async def test_approval_below_threshold_is_immediate_above_needs_each_level_in_o
     assert [(a["method"], a["amount"]) for a in done["allocations"]] == [("cash", 50000)]
     assert (await shop.kit.get(f"/orders/{paid['id']}")).json()["refunded_total"] == 60000
     topics = [t for t, _ in await events(shop.tenant_id) if t.startswith("refund.")]
-    assert topics == ["refund.requested", "refund.completed", "refund.requested", "refund.approved",
-                      "refund.completed"]
+    assert topics == ["refund.requested", "refund.completed", "refund.requested", "refund.level_approved",
+                      "refund.approved", "refund.completed"]
     await seal_audit()  # what the worker does every two seconds
     audited = await owner_sql("SELECT action FROM audit_log WHERE tenant_id = :t AND target_id = :r ORDER BY seq",
                               t=shop.tenant_id, r=pending["id"])

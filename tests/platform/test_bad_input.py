@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.api.middleware import BodyLimitMiddleware
+from app.core.security import issue_token
 from app.core.settings import get_settings
 from app.seed import create_tenant_with_owner
 from tests.booking.appointment_helpers import (
@@ -221,6 +222,23 @@ async def _coupon_target(ctx: Ctx) -> str:
                                           "member_id": ctx.member_id, "reason": "新客礼"})
 
 
+def _publication_body(ctx: Ctx) -> dict:
+    return {"template_id": ctx.made["coupon_template_id"], "title": "新客立减50元", "description": "每人限领1张",
+            "total_quantity": 1000, "per_member_limit": 1}
+
+
+async def _publication_target(ctx: Ctx) -> str:
+    await ctx.target("coupon_template_id")
+    return await ctx.created("/coupon-publications", _publication_body(ctx))
+
+
+def _patient_order_body(ctx: Ctx) -> dict:
+    """The first member pays for a service in the mini-program (the service is not published: refused 404)."""
+    return {"store_id": ctx.store_id, "note": "小程序预付", "lines": [{"type": "service",
+                                                                   "service_id": ctx.made["service_id"]}],
+            "payments": [{"method": "points", "points": 100}, {"method": "wechat_pay", "amount": 19700}]}
+
+
 async def _message_template_target(ctx: Ctx) -> str:
     """A message template's key (the path parameter of /message-templates/{key})."""
     key = f"care_{_uid()}"
@@ -362,9 +380,11 @@ TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "wechat_template_id": _subscribe_template_target,  # not a path parameter: consent reports' set-up
     "coupon_template_id": _coupon_template_target,
     "coupon_id": _coupon_target,
+    "publication_id": _publication_target,
     "refund_id": _refund_target,
     "external_userid": _external_contact_target,
     "url": _page_url_target,  # not a path parameter: the JS-SDK signature's required ?url=
+    "successor_id": _staff_target,  # not a path parameter: who takes over a leaving staff member's work
 }
 
 
@@ -381,6 +401,7 @@ class Write:
     own_session: bool = False  # the request ends the caller's sign-in: use a fresh one each time
     hostile: bool = True  # run the hostile-strings round trip
     needs: tuple[str, ...] = ()  # TARGETS the body refers to (made first, then read from ctx.made)
+    patient: bool = False  # a mini-program endpoint: sent with the first member's patient token
 
     async def build(self, ctx: Ctx) -> dict:
         for name in self.needs:
@@ -442,6 +463,10 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/families/{family_id}/members"): Write(lambda c: {"member_id": c.member2_id, "relation": "spouse"}),
     ("POST", "/member-imports"): Write(lambda c: {"dry_run": "true", "mode": "per_row"}, kind="multipart",
                                        files=_members_csv),
+    ("POST", "/card-imports"): Write(lambda c: {"dry_run": "true", "skip_bad_rows": "false",
+                                                "store_id": c.store_id}, kind="multipart",
+                                     files=lambda c: {"file": ("cards.csv", "卡号,手机号,卡名称\n".encode(),
+                                                               "text/csv")}),
     ("POST", "/consumables"): Write(lambda c: {"name": f"艾条{_uid()}", "unit": "根", "category": "灸疗耗材"}),
     ("PATCH", "/consumables/{consumable_id}"): Write(lambda c: {"name": "艾条"}),
     ("POST", "/products"): Write(lambda c: {"name": f"养生茶{_uid()}", "unit": "罐", "price": 9800}),
@@ -514,6 +539,14 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/coupons"): Write(lambda c: {"template_id": c.made["coupon_template_id"], "member_id": c.member_id,
                                            "reason": "新客礼"}, needs=("coupon_template_id",)),
     ("POST", "/coupons/{coupon_id}/revoke"): Write(lambda c: {"reason": "发错了"}),
+    ("POST", "/coupon-publications"): Write(_publication_body, needs=("coupon_template_id",)),
+    ("POST", "/coupon-publications/{publication_id}/close"): Write(None),
+    ("POST", "/coupon-publications/{publication_id}/claim"): Write(None, patient=True),
+    ("POST", "/patient/orders"): Write(_patient_order_body, needs=("service_id",), patient=True),
+    ("POST", "/patient/message-consents"): Write(lambda c: {"results": {c.made["wechat_template_id"]: "accept"},
+                                                            "scene": "booking_done"},
+                                                 needs=("wechat_template_id",), patient=True),
+    ("POST", "/waitlist/{entry_id}/accept"): Write(lambda c: {"channel": "phone"}),
     ("POST", "/orders/{order_id}/refunds"): Write(lambda c: {"amount": 100, "reason": "客户不满意"}),
     ("POST", "/refunds/{refund_id}/approve"): Write(lambda c: {"note": "同意", "level": 1}),
     ("POST", "/refunds/{refund_id}/reject"): Write(lambda c: {"note": "金额不对"}),
@@ -525,6 +558,22 @@ WRITES: dict[tuple[str, str], Write] = {
         "tenant": c.kit.code, "code": "0716AVll20uHk94SLDml27etM946AVlq",
         "phone_code": "e31968a7f94cc5ee25fafc2aef2773f0bb8c3937b22520eb8ee345274d00c144"}),
     ("POST", "/auth/wecom"): Write(lambda c: {"tenant": c.kit.code, "code": "CODEfromWeComOAuth123"}),
+    # Sign-up calls WeChat before a free-text name is stored (tests/patient covers it over the fake server).
+    ("POST", "/patient/registrations"): Write(lambda c: {
+        "tenant": c.kit.code, "code": "0716AVll20uHk94SLDml27etM946AVlq", "phone_code": "e31968a7f94cc5ee25fafc2a",
+        "privacy_policy_version": "2026-03", "name": "林晓", "scene": 1007, "channel": "meituan"}, hostile=False),
+    ("PATCH", "/patient/me"): Write(lambda c: {"name": "张三丰", "address": "上海市静安区南京西路1266号"},
+                                    patient=True),
+    ("POST", "/patient/me/children"): Write(lambda c: {"name": f"小明{_uid()}", "birthday": "2020-05-01"},
+                                            patient=True),
+    ("PUT", "/stores/{store_id}/listing"): Write(lambda c: {
+        "published": True, "description": "地铁2号线静安寺站", "latitude": 31.2235, "longitude": 121.4456,
+        "photos": ["https://img.example.cn/store.jpg"]}),
+    ("PUT", "/services/{service_id}/listing"): Write(lambda c: {
+        "published": True, "aftercare_note": "4小时内不要洗澡", "photo_url": "https://img.example.cn/moxa.jpg"}),
+    ("PUT", "/staff/{staff_id}/listing"): Write(lambda c: {
+        "published": True, "title": "主治中医师", "bio": "从事推拿十五年", "photo_url": "https://img.example.cn/s.jpg"}),
+    ("PUT", "/card-templates/{template_id}/listing"): Write(lambda c: {"published": True, "description": "十次推拿"}),
     ("PUT", "/wecom/external-contacts/{external_userid}/member"): Write(lambda c: {"member_id": c.member_id}),
     ("POST", "/chat-sync/run"): Write(None),
     ("POST", "/webhook-subscriptions"): Write(lambda c: {"url": "https://his.example.com/careloop/hooks",
@@ -533,6 +582,9 @@ WRITES: dict[tuple[str, str], Write] = {
     ("PATCH", "/webhook-subscriptions/{subscription_id}"): Write(lambda c: {"description": "HIS 对接",
                                                                             "active": False}),
     ("POST", "/webhook-deliveries/{delivery_id}/replay"): Write(None),
+    ("PATCH", "/staff-alert-settings"): Write(lambda c: {"low_stock": True, "task_overdue": True}),
+    ("POST", "/staff/{staff_id}/leave"): Write(lambda c: {"target_staff_id": c.made["successor_id"], "reason": "离职"},
+                                               needs=("successor_id",)),
 }
 
 
@@ -803,9 +855,14 @@ def _check(r: httpx.Response, case: Case) -> str | None:
     return None
 
 
-async def _headers(ctx: Ctx, write: Write | None) -> dict[str, str]:
+async def _headers(ctx: Ctx, write: Write | None, path: str = "") -> dict[str, str]:
     if write is not None and write.own_session:
         return ctx.kit.auth(await login(ctx.client, ctx.kit.code, "owner"))
+    # The mini-program's reads under /patient/ take patient tokens only (writes say so with Write.patient).
+    if (write is not None and write.patient) or (write is None and path.startswith("/patient/")):
+        token, _ = issue_token(subject=ctx.member_id, tenant_id=str(tenant_of(ctx.kit)), audience="patient",
+                               ttl_seconds=600)
+        return ctx.kit.auth(token)
     return ctx.kit.auth()
 
 
@@ -919,7 +976,7 @@ async def test_path_ids_must_be_uuids_of_existing_resources(app, ctx: Ctx, row_c
             url = url.replace("{" + other + "}", "not-a-uuid" if other == param else await ctx.target(other))
         case = Case(f"{param}=not-a-uuid", {422}, "validation_error", param, json=body)
         before = await row_counts()
-        why = _check(await _send(ctx, method, url, case, await _headers(ctx, write)), case)
+        why = _check(await _send(ctx, method, url, case, await _headers(ctx, write, path)), case)
         if await row_counts() != before:
             why = (why or "") + " rows changed"
         if why:
@@ -927,7 +984,7 @@ async def test_path_ids_must_be_uuids_of_existing_resources(app, ctx: Ctx, row_c
     url = API + re.sub(r"{\w+}", UNKNOWN_ID, path)
     case = Case("unknown ids", {404}, json=body)
     before = await row_counts()
-    why = _check(await _send(ctx, method, url, case, await _headers(ctx, write)), case)
+    why = _check(await _send(ctx, method, url, case, await _headers(ctx, write, path)), case)
     if await row_counts() != before:
         why = (why or "") + " rows changed"
     if why:
@@ -965,7 +1022,7 @@ async def test_bad_query_parameters_are_refused(app, ctx: Ctx, route):
     doc = _openapi(app)
     operation = doc["paths"][API + path][method.lower()]
     url = await _fill(ctx, path)
-    headers = ctx.kit.auth()
+    headers = await _headers(ctx, WRITES.get(route), path)
     query = [p for p in operation["parameters"] if p["in"] == "query"]
     required = {p["name"]: await _valid_query_value(ctx, p["name"], _resolve(doc, p["schema"]))
                 for p in query if p.get("required")}

@@ -10,9 +10,12 @@ from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
+from app.domain.messaging import alerts
 from app.domain.messaging import service as messaging
 from app.domain.messaging.schemas import (
     KEY_PATTERN,
+    AlertSettingsOut,
+    AlertSettingsUpdate,
     ChannelName,
     ConsentOut,
     ConsentReport,
@@ -112,3 +115,19 @@ async def retry_message(message_id: UUID, session: AsyncSession = Depends(get_db
                         actor: Actor = require("messaging:write")) -> MessageOut:
     """Queue a dead message again with a fresh set of attempts (409 `message_not_dead` otherwise)."""
     return MessageOut.model_validate(await messaging.retry_message(session, actor, message_id))
+
+
+@router.get("/staff-alert-settings", response_model=AlertSettingsOut, operation_id="get_staff_alert_settings")
+async def get_staff_alert_settings(session: AsyncSession = Depends(get_db),
+                                   actor: Actor = require("staff:read")) -> AlertSettingsOut:
+    """The WeCom alerts to staff and whether each is on: a task assigned, a task overdue, a refund waiting for
+    approval, low stock, an order paid but not completed. A kind never switched off is on."""
+    return AlertSettingsOut(items=await alerts.alert_settings(session, actor))
+
+
+@router.patch("/staff-alert-settings", response_model=AlertSettingsOut, operation_id="update_staff_alert_settings")
+async def update_staff_alert_settings(body: AlertSettingsUpdate, session: AsyncSession = Depends(get_db),
+                                      actor: Actor = require("staff:write", "stores:all")) -> AlertSettingsOut:
+    """Switch alert kinds on (`true`) or off (`false`) for the whole tenant; kinds left out stay as they are.
+    Audited. A kind switched off sends nothing (no message record either)."""
+    return AlertSettingsOut(items=await alerts.update_alert_settings(session, actor, body))

@@ -10,7 +10,7 @@ from app.api.errors import PROBLEM_RESPONSES
 from app.api.routing import TransactionalRoute
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
-from app.domain.iam import service
+from app.domain.iam import service, staff_leave
 from app.domain.iam.permissions import PERMISSIONS
 from app.domain.iam.schemas import (
     ApiClientCreate,
@@ -24,6 +24,7 @@ from app.domain.iam.schemas import (
     StaffOut,
     StaffUpdate,
 )
+from app.domain.iam.staff_leave_schemas import StaffLeave, StaffLeaveOut
 
 router = APIRouter(tags=["staff"], route_class=TransactionalRoute,
                    responses=PROBLEM_RESPONSES)
@@ -55,6 +56,19 @@ async def update_staff(staff_id: UUID, body: StaffUpdate, session: AsyncSession 
                        actor: Actor = require("staff:write")) -> StaffOut:
     """Change roles, stores, name or password, or disable the account (which ends its sign-ins)."""
     return await service.update_staff(session, actor, staff_id, body)
+
+
+@router.post("/staff/{staff_id}/leave", response_model=StaffLeaveOut, operation_id="hand_over_leaving_staff",
+             responses={409: {"description": "An appointment cannot move to the chosen therapist "
+                                             "(`appointments_not_movable`, each one named in `appointments[]`); "
+                                             "nothing was changed"}})
+async def hand_over_leaving_staff(staff_id: UUID, body: StaffLeave, session: AsyncSession = Depends(get_db),
+                                  actor: Actor = require("staff:write")) -> StaffLeaveOut:
+    """A staff member leaves: their members (as staff contact), open tasks and future appointments go to the
+    targets (one for all, or one per kind), and the account is disabled when `deactivate` is true, all in one
+    audited transaction. Appointments keep their times; if any cannot move (the therapist is not on shift,
+    lacks the skill, or is busy), nothing changes and the 409 names each such appointment."""
+    return await staff_leave.leave(session, actor, staff_id, body)
 
 
 @router.get("/permissions", response_model=list[PermissionOut], operation_id="list_permissions")

@@ -36,6 +36,7 @@ from app.domain.booking.appointment_access import (
     require_staff_in_store,
     require_status,
 )
+from app.domain.booking.availability import SlotChoice
 from app.domain.booking.events import (
     APPOINTMENT_BOOKED,
     APPOINTMENT_CANCELLED,
@@ -50,6 +51,7 @@ from app.domain.booking.holds import (
     checked_slot,
     lock_member,
     release_holds,
+    release_member_offer_holds,
     require_member_free,
     staff_busy,
     take_holds,
@@ -132,14 +134,31 @@ async def _lines(session: AsyncSession, actor: Actor, data: AppointmentCreate) -
             for i, line in enumerate(data.services)]
 
 
+async def _member_slot(session: AsyncSession, actor: Actor, *, store: Store, line: _Line, member_id: UUID,
+                       starts_at: datetime, now: datetime, enforce_window: bool | None) -> SlotChoice:
+    """`checked_slot` for booking this member: a slot the waitlist holds for this very member is theirs, so
+    when only such a hold stands in the way it is freed (inside this transaction) and the slot asked again.
+    Looked at only after a refusal, so an ordinary booking costs nothing more."""
+    ask = {"store": store, "service": line.service, "staff_id": line.staff_id, "starts_at": starts_at, "now": now,
+           "ignore": frozenset(), "field": "starts_at", "enforce_window": enforce_window}
+    try:
+        return await checked_slot(session, actor, **ask)
+    except Conflict as exc:
+        span = timedelta(minutes=line.service.duration_minutes + line.service.buffer_minutes)
+        if exc.code not in ("staff_busy", "resource_unavailable") or not await release_member_offer_holds(
+                session, actor.tenant_id, member_id, starts_at, starts_at + span):
+            raise
+    return await checked_slot(session, actor, **ask)
+
+
 async def _place(session: AsyncSession, actor: Actor, *, store: Store, line: _Line, member_id: UUID,
                  starts_at: datetime, now: datetime, visit_id: UUID | None, channel: str,
-                 notes: str | None) -> tuple[Appointment, list[UUID]]:
+                 notes: str | None, enforce_window: bool | None = None) -> tuple[Appointment, list[UUID]]:
     """One appointment and its holds, in a savepoint: refused, it leaves nothing behind."""
     attempts = ANY_STAFF_ATTEMPTS if line.staff_id is None else 1
     for attempt in range(attempts):
-        choice = await checked_slot(session, actor, store=store, service=line.service, staff_id=line.staff_id,
-                                    starts_at=starts_at, now=now, ignore=frozenset(), field="starts_at")
+        choice = await _member_slot(session, actor, store=store, line=line, member_id=member_id,
+                                    starts_at=starts_at, now=now, enforce_window=enforce_window)
         await require_member_free(session, actor.tenant_id, member_id, choice.starts_at, choice.ends_at)
         try:
             async with session.begin_nested():
@@ -167,15 +186,21 @@ async def book(session: AsyncSession, actor: Actor, data: AppointmentCreate, *,
 
 
 async def book_placed(session: AsyncSession, actor: Actor, data: AppointmentCreate, *,
-                      now: datetime | None = None) -> list[tuple[Appointment, list[UUID]]]:
-    """`book`, with the resources each appointment took (so the answer need not read them back)."""
+                      now: datetime | None = None,
+                      own_schedule: bool = False) -> list[tuple[Appointment, list[UUID]]]:
+    """`book`, with the resources each appointment took (so the answer need not read them back).
+    `own_schedule`: the caller has checked `_require_own_schedule` (see `book_next_visit`)."""
     patient = actor.kind == "patient"
     if not patient:
-        actor.require("appointments:write")
+        if not own_schedule:
+            actor.require("appointments:write")
         actor.require_store(data.store_id)
     now = now or utcnow()
     store = await bookable_store(session, actor, data.store_id)
     member = await active_member(session, actor, data.member_id)
+    if own_schedule and not await members.in_care(session, actor, member.id):
+        raise Forbidden("you can book only members you serve: an appointment with you, or their relationship "
+                        "is yours", code="not_in_care")
     lines = await _lines(session, actor, data)
     for line in lines:
         if line.staff_id is not None:
@@ -191,7 +216,8 @@ async def book_placed(session: AsyncSession, actor: Actor, data: AppointmentCrea
         try:
             appointment, resource_ids = await _place(session, actor, store=store, line=line, member_id=member.id,
                                                      starts_at=starts_at, now=now, visit_id=visit_id,
-                                                     channel=channel, notes=data.notes)
+                                                     channel=channel, notes=data.notes,
+                                                     enforce_window=True if own_schedule else None)
         except AppError as exc:
             if len(lines) > 1:
                 exc.extra.setdefault("service_index", index)
@@ -213,6 +239,32 @@ async def book_placed(session: AsyncSession, actor: Actor, data: AppointmentCrea
     return booked
 
 
+def _require_own_schedule(actor: Actor, data: AppointmentCreate) -> AppointmentCreate:
+    """A booking into the caller's own schedule only: every line's therapist is the caller (an omitted one
+    becomes the caller). Another therapist's schedule is 403 `not_own_schedule`."""
+    if actor.kind != "staff":
+        raise Forbidden("only staff book into their own schedule", code="permission_denied")
+    actor.require("appointments:book_own")
+    if data.staff_id is not None and data.staff_id != actor.id:
+        raise Forbidden("you can book only into your own schedule", code="not_own_schedule", field="staff_id")
+    for index, line in enumerate(data.services or []):
+        if line.staff_id is not None and line.staff_id != actor.id:
+            raise Forbidden("you can book only into your own schedule", code="not_own_schedule",
+                            field=f"services.{index}.staff_id")
+    return data.model_copy(update={"staff_id": actor.id})
+
+
+async def book_next_visit(session: AsyncSession, actor: Actor, data: AppointmentCreate, *,
+                          now: datetime | None = None) -> list[tuple[Appointment, list[UUID]]]:
+    """The sidebar's 约下次: staff with `appointments:write` book as at the front desk; a therapist with only
+    `appointments:book_own` books a member they serve (403 `not_in_care` otherwise) into their own schedule
+    (403 `not_own_schedule` for anyone else's), held to the store's lead time and horizon as patients are
+    (422 `too_soon` / `beyond_horizon`), since the store did not hand them its whole calendar."""
+    if actor.kind == "staff" and actor.can("appointments:write"):
+        return await book_placed(session, actor, data, now=now)
+    return await book_placed(session, actor, _require_own_schedule(actor, data), now=now, own_schedule=True)
+
+
 async def reschedule(session: AsyncSession, actor: Actor, appointment_id: UUID, data: AppointmentReschedule, *,
                      now: datetime | None = None) -> Appointment:
     """Move to another time (and optionally therapist) in one step: the old holds are released and the new
@@ -221,6 +273,9 @@ async def reschedule(session: AsyncSession, actor: Actor, appointment_id: UUID, 
                                            patient_allowed=True)
     require_status(appointment, "reschedule")
     now = now or utcnow()
+    if actor.kind == "patient":
+        require_before_cutoff(appointment, await booking_policy(session, actor.tenant_id, appointment.store_id),
+                              now, "reschedule")
     check_time(data.starts_at, now)
     store = await bookable_store(session, actor, appointment.store_id)
     service = await offered_service(session, actor, appointment.service_id, "service_id")
@@ -286,6 +341,17 @@ async def _penalty(session: AsyncSession, actor: Actor, appointment: Appointment
     return penalty
 
 
+def require_before_cutoff(appointment: Appointment, policy: BookingPolicy, now: datetime, action: str) -> None:
+    """Patients cancel or move a booking themselves only before the store's cut-off (`cancel_window_hours`
+    before the start). Later it is a late change, and the store decides on it (its late-cancellation policy
+    may charge a fee or a session): 409 `cancel_window_passed`, with the cut-off, and nothing changed."""
+    cutoff = appointment.starts_at - timedelta(hours=policy.cancel_window_hours)
+    if now > cutoff:
+        raise Conflict(f"the appointment starts within {policy.cancel_window_hours} hours: to {action} it now, "
+                       "please contact the store", code="cancel_window_passed", cutoff_at=cutoff.isoformat(),
+                       cancel_window_hours=policy.cancel_window_hours)
+
+
 def _staff_only_options(actor: Actor, card_id: UUID | None, waive: bool) -> None:
     if actor.kind == "patient" and (card_id is not None or waive):
         raise Forbidden("card_id and waive_penalty are for the store's staff", code="permission_denied")
@@ -301,6 +367,8 @@ async def cancel(session: AsyncSession, actor: Actor, appointment_id: UUID, data
     require_status(appointment, "cancel")
     now = now or utcnow()
     policy = await booking_policy(session, actor.tenant_id, appointment.store_id)
+    if actor.kind == "patient":
+        require_before_cutoff(appointment, policy, now, "cancel")
     late = now > appointment.starts_at - timedelta(hours=policy.cancel_window_hours)
     if late and not data.waive_penalty:
         penalty = await _penalty(session, actor, appointment, policy.late_cancel_action, policy.late_cancel_fee,

@@ -167,7 +167,8 @@ _SCHEDULE = text(f"""
                             SELECT staff_id FROM asked_staff UNION ALL SELECT id FROM store_resources))
                     AND tenant_id = :tenant AND active
                     AND starts_at < :window_end AND starts_at > :holds_from AND ends_at > :window_start
-                    AND appointment_id <> ALL(CAST(:ignore AS uuid[]))) AS holds
+                    -- A waitlist offer's holds have no appointment and are never a rescheduled one's own.
+                    AND (appointment_id IS NULL OR appointment_id <> ALL(CAST(:ignore AS uuid[])))) AS holds
 """)
 
 # A store without a policy row books by the model's defaults (as `schedule.booking_policy` answers).

@@ -23,5 +23,7 @@ APPOINTMENT_REMINDER_DUE = topic(
     "appointment.reminder_due", "The store's reminder time before an appointment has come (a delayed event; "
     "a reschedule bumps schedule_version, so a stale one can be dropped)", *APPOINTMENT_KEYS)
 
-WAITLIST_SLOT_OFFERED = topic("waitlist.slot_offered", "A freed slot was offered to a member on the waitlist",
-                              "entry_id", "member_id", "store_id", "service_id", "staff_id", "starts_at")
+WAITLIST_SLOT_OFFERED = topic("waitlist.slot_offered", "A freed slot was offered to a member on the waitlist "
+                              "(and is held for them until hold_expires_at)",
+                              "entry_id", "member_id", "store_id", "service_id", "staff_id", "starts_at",
+                              "hold_expires_at")

@@ -37,7 +37,7 @@ from app.core.actor import Actor
 from app.core.errors import Conflict, Unprocessable
 from app.domain.booking.availability import SlotChoice, check_slot, window_applies
 from app.domain.booking.bookables import bookable_no
-from app.domain.booking.models import ACTIVE_STATUSES, Appointment, AppointmentHold, Resource
+from app.domain.booking.models import ACTIVE_STATUSES, Appointment, AppointmentHold, Resource, WaitlistEntry
 
 if TYPE_CHECKING:
     from app.domain.catalog.models import Service
@@ -104,13 +104,21 @@ async def take_holds(session: AsyncSession, appointment: Appointment, choice: Sl
     """Occupy the staff member and one resource per requirement for the appointment's time; returns the
     resources taken. Raises StaffTaken, or 409 resource_unavailable when a requirement has no candidate left.
     Must run inside a savepoint (begin_nested) that the caller rolls back when it raises."""
-    tenant_id, start, end = appointment.tenant_id, appointment.starts_at, appointment.blocked_until
+    return await occupy(session, appointment.tenant_id, appointment.starts_at, appointment.blocked_until, choice,
+                        appointment_id=appointment.id)
+
+
+async def occupy(session: AsyncSession, tenant_id: UUID, start: datetime, end: datetime, choice: SlotChoice, *,
+                 appointment_id: UUID | None = None, waitlist_entry_id: UUID | None = None) -> list[UUID]:
+    """`take_holds` for whoever owns the holds: an appointment, or a waitlist offer keeping its slot free
+    for the member it was offered to (the same constraint then refuses everyone else)."""
     # Plain values up front: a refused savepoint must not leave us reading expired ORM attributes.
     requirements = [[_Candidate(r.id, r.bookable_no, r.capacity) for r in candidates]
                     for candidates in choice.resources]
 
     def hold(kind: str, ref_id: UUID, number: int, exclusive: bool) -> AppointmentHold:
-        return AppointmentHold(tenant_id=tenant_id, appointment_id=appointment.id, kind=kind, ref_id=ref_id,
+        return AppointmentHold(tenant_id=tenant_id, appointment_id=appointment_id,
+                               waitlist_entry_id=waitlist_entry_id, kind=kind, ref_id=ref_id,
                                bookable_no=number, starts_at=start, ends_at=end, exclusive=exclusive)
 
     staff_no = await bookable_no(session, tenant_id, "staff", choice.staff_id)
@@ -155,6 +163,30 @@ async def release_holds(session: AsyncSession, appointment: Appointment) -> None
         AppointmentHold.active).values(active=False).execution_options(synchronize_session=False))
 
 
+async def release_offer_holds(session: AsyncSession, tenant_id: UUID, waitlist_entry_ids: list[UUID]) -> int:
+    """Free what waitlist offers kept for their members (taken, declined, expired or closed)."""
+    if not waitlist_entry_ids:
+        return 0
+    released = await session.execute(update(AppointmentHold).where(
+        AppointmentHold.tenant_id == tenant_id, AppointmentHold.waitlist_entry_id.in_(waitlist_entry_ids),
+        AppointmentHold.active).values(active=False).execution_options(synchronize_session=False))
+    return released.rowcount
+
+
+async def release_member_offer_holds(session: AsyncSession, tenant_id: UUID, member_id: UUID, start: datetime,
+                                     end: datetime) -> list[UUID]:
+    """Free the holds of the member's own waitlist offers that overlap [start, end): a slot kept for a member
+    is theirs to book, through any channel. Returns the offers (waitlist entries) whose holds were freed."""
+    offered = select(WaitlistEntry.id).where(WaitlistEntry.tenant_id == tenant_id,
+                                             WaitlistEntry.member_id == member_id, WaitlistEntry.status == "offered")
+    released = await session.execute(update(AppointmentHold).where(
+        AppointmentHold.tenant_id == tenant_id, AppointmentHold.active,
+        AppointmentHold.waitlist_entry_id.in_(offered),
+        AppointmentHold.starts_at < end, AppointmentHold.ends_at > start,
+    ).values(active=False).returning(AppointmentHold.waitlist_entry_id).execution_options(synchronize_session=False))
+    return sorted({row[0] for row in released.all()})
+
+
 async def lock_member(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> None:
     """Queue this transaction behind any other booking or move of the member's time (released at commit or
     rollback). Taken before any hold, so it always comes first and cannot close a lock cycle with them."""
@@ -185,11 +217,15 @@ def staff_busy(staff_id: UUID) -> Conflict:
 
 async def checked_slot(session: AsyncSession, actor: Actor, *, store: Store, service: Service,
                        staff_id: UUID | None, starts_at: datetime, now: datetime, ignore: frozenset[UUID],
-                       field: str) -> SlotChoice:
-    """check_slot, with the refusal naming the field (422) or what conflicts (409)."""
+                       field: str, enforce_window: bool | None = None) -> SlotChoice:
+    """check_slot, with the refusal naming the field (422) or what conflicts (409). The booking window
+    binds whom `window_applies` says, unless `enforce_window` decides (a therapist booking their own
+    schedule from the sidebar is held to it like a patient)."""
+    if enforce_window is None:
+        enforce_window = window_applies(actor)
     try:
         return await check_slot(session, actor.tenant_id, store=store, service=service, staff_id=staff_id,
-                                starts_at=starts_at, now=now, enforce_window=window_applies(actor),
+                                starts_at=starts_at, now=now, enforce_window=enforce_window,
                                 ignore_appointment_ids=ignore)
     except Unprocessable as exc:
         exc.extra.setdefault("field", field)

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -271,19 +272,25 @@ class Appointment(TenantRow, table=True):
 
 
 class AppointmentHold(TenantRow, table=True):
-    """What an active appointment occupies, from its start to the end of its buffer."""
+    """What an active appointment occupies, from its start to the end of its buffer; or what a slot offered
+    to a member on the waitlist keeps free for them until the offer is taken or expires (`waitlist_entry_id`:
+    the same exclusion constraint then refuses anyone else's booking of it)."""
 
     __tablename__ = "appointment_holds"
     __table_args__ = (
         tenant_fk(["appointment_id"], "appointments", ondelete="CASCADE"),
+        tenant_fk(["waitlist_entry_id"], "waitlist_entries", ondelete="CASCADE"),
         Index("ix_appointment_holds_appointment", "tenant_id", "appointment_id"),
+        Index("ix_appointment_holds_waitlist_entry", "tenant_id", "waitlist_entry_id"),
         Index("ix_appointment_holds_bookable_time", "bookable_no", "starts_at"),
         CheckConstraint("ends_at > starts_at", name="span"),
         CheckConstraint("kind IN ('staff', 'resource')", name="kind_known"),
+        CheckConstraint("(appointment_id IS NULL) <> (waitlist_entry_id IS NULL)", name="one_owner"),
         # The exclusion constraint itself is created by the migration (SQLModel cannot express it).
     )
 
-    appointment_id: UUID
+    appointment_id: UUID | None = None
+    waitlist_entry_id: UUID | None = None
     kind: str = Field(sa_type=Text)
     ref_id: UUID  # the staff member or resource
     bookable_no: int = Field(sa_type=BigInteger)
@@ -323,6 +330,7 @@ class WaitlistEntry(TenantRow, table=True):
         tenant_fk(["store_id"], "stores"),
         tenant_fk(["service_id"], "services"),
         Index("ix_waitlist_entries_day", "tenant_id", "store_id", "day", "status"),
+        Index("ix_waitlist_entries_hold_expiry", "hold_expires_at", postgresql_where=text("status = 'offered'")),
         CheckConstraint("status IN ('waiting', 'offered', 'booked', 'cancelled', 'expired')", name="status_known"),
     )
 
@@ -334,6 +342,9 @@ class WaitlistEntry(TenantRow, table=True):
     status: str = Field(default="waiting", sa_type=Text)
     offered_at: datetime | None = timestamp_field()
     offered_starts_at: datetime | None = timestamp_field()
+    offered_staff_id: UUID | None = None
+    # While offered, the slot is held for the member until then (`appointment_holds.waitlist_entry_id`).
+    hold_expires_at: datetime | None = timestamp_field()
     appointment_id: UUID | None = None
     updated_at: datetime | None = timestamp_field()
 

@@ -1,10 +1,11 @@
 """The waitlist: members waiting for a service (optionally one therapist) at a store on a day.
 
 When an appointment is cancelled or moved, the worker offers the freed slot to the longest-waiting
-matching entry (`waitlist.slot_offered`, which the messaging capability turns into a mini-program
-message). The offer is a nudge, not a hold: the member books through the normal path, which re-checks
-everything, and whoever books first gets the slot. Booking any appointment for that service and day
-closes the member's entries. Both reactions are in `handlers`.
+matching entry and holds it for them for a while (`waitlist_offers`: the slot's therapist and resources are
+held for the offer, so nobody else can book it meanwhile); `waitlist.slot_offered` becomes a mini-program
+subscribe message with a deep link to the offer (with the member's consent). `accept_offer` books it; an
+offer not taken in time expires (booking's job) and goes to the next waiter. Booking any appointment for
+that service and day closes the member's entries. The reactions are in `handlers`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import AppError, Conflict, Unprocessable
+from app.core.errors import AppError, Conflict, NotFound, Unprocessable
 from app.core.pagination import PageParams, paginate
 from app.core.rows import get_or_404
 from app.core.schemas import Strict
+from app.domain.booking import appointments, waitlist_offers
 from app.domain.booking.appointment_access import bookable_store
-from app.domain.booking.models import WaitlistEntry
+from app.domain.booking.models import Appointment, WaitlistEntry
+from app.domain.booking.schemas import AppointmentCreate
 from app.domain.catalog import service as catalog
 from app.domain.members import service as members
 from app.domain.tenancy import service as tenancy
@@ -54,6 +57,9 @@ class WaitlistOut(BaseModel):
     status: str
     offered_at: datetime | None
     offered_starts_at: datetime | None
+    offered_staff_id: UUID | None = Field(None, description="The therapist of the offered slot")
+    hold_expires_at: datetime | None = Field(None, description="While offered: the slot is held for the member "
+                                                               "until then (take it with …/accept)")
     appointment_id: UUID | None
     created_at: datetime | None
 
@@ -101,14 +107,58 @@ async def _entry(session: AsyncSession, actor: Actor, entry_id: UUID) -> Waitlis
     return entry
 
 
+async def get_entry(session: AsyncSession, actor: Actor, entry_id: UUID) -> WaitlistEntry:
+    """One entry (the offer a subscribe message's deep link opens): patients their own or their family's,
+    staff with `appointments:read` in its store."""
+    entry = await get_or_404(session, WaitlistEntry, actor.tenant_id, entry_id, code="waitlist_entry_not_found")
+    if actor.kind == "patient":
+        try:
+            await members.get_member_row(session, actor, entry.member_id)
+        except NotFound as exc:
+            raise NotFound("waitlist entry not found", code="waitlist_entry_not_found") from exc
+    else:
+        actor.require("appointments:read")
+        actor.require_store(entry.store_id)
+    return entry
+
+
 async def leave(session: AsyncSession, actor: Actor, entry_id: UUID) -> WaitlistEntry:
+    """Stop waiting. An offered slot (declined this way) is released and offered to the next waiter."""
     entry = await _entry(session, actor, entry_id)
     if entry.status not in OPEN_STATUSES:
         raise Conflict(f"the entry is already {entry.status}", code="invalid_status")
-    entry.status, entry.updated_at = "cancelled", utcnow()
-    session.add(entry)
-    audit.record(session, "waitlist.leave", "waitlist_entry", entry.id)
+    offered = entry.status == "offered"
+    await waitlist_offers.end_offer(session, entry, "cancelled")
+    audit.record(session, "waitlist.leave", "waitlist_entry", entry.id, declined_offer=offered)
+    if offered:
+        await waitlist_offers.reoffer(session, entry)
     return entry
+
+
+async def accept_offer(session: AsyncSession, actor: Actor, entry_id: UUID, *, channel: str | None = None,
+                       now: datetime | None = None) -> list[tuple[Appointment, list[UUID]]]:
+    """Take an offered slot: its hold is released and the appointment booked through the normal booking path
+    in the same transaction (the patient's window, the member being free, everything checked again). 409
+    `invalid_status` unless the entry is offered, 409 `offer_expired` once its hold has run out."""
+    entry = await _entry(session, actor, entry_id)
+    now = now or utcnow()
+    if entry.status != "offered":
+        raise Conflict(f"there is no offer to take: the entry is {entry.status}", code="invalid_status",
+                       current_status=entry.status)
+    if entry.hold_expires_at is None or entry.hold_expires_at <= now:
+        raise Conflict("the offer has expired; the slot went back to the waitlist", code="offer_expired",
+                       hold_expires_at=entry.hold_expires_at.isoformat() if entry.hold_expires_at else None)
+    # The hold goes first, so the booking below can take the very same slot (all or nothing with it).
+    await waitlist_offers.end_offer(session, entry, "booked", now=now)
+    booked = await appointments.book_placed(session, actor, AppointmentCreate(
+        member_id=entry.member_id, store_id=entry.store_id, service_id=entry.service_id,
+        staff_id=entry.offered_staff_id, starts_at=entry.offered_starts_at,
+        channel=None if actor.kind == "patient" else channel), now=now)
+    entry.appointment_id = booked[0][0].id
+    session.add(entry)
+    await session.flush()
+    audit.record(session, "waitlist.accept", "waitlist_entry", entry.id, appointment=str(booked[0][0].id))
+    return booked
 
 
 async def list_entries(session: AsyncSession, actor: Actor, params: PageParams, *, store_id: UUID | None,

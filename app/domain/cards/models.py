@@ -12,11 +12,11 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, BigInteger, CheckConstraint, Column, Date, Index, Integer, Text
+from sqlalchemy import ARRAY, BigInteger, CheckConstraint, Column, Date, Index, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
-from app.core.models import TENANT_TABLES, TenantRow, tenant_fk, timestamp_field
+from app.core.models import TENANT_TABLES, TenantRow, created_at_field, tenant_fk, timestamp_field
 
 
 class CardKind:
@@ -55,6 +55,8 @@ class CardTemplate(TenantRow, table=True):
     transferable: bool = True
     description: str | None = Field(default=None, sa_type=Text)
     active: bool = True
+    # On sale in the mini-program (PUT /card-templates/{id}/listing); the front desk sells any active template.
+    published: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 
 
 class CardTemplateItem(TenantRow, table=True):
@@ -132,6 +134,7 @@ class CardLedgerEntry(TenantRow, table=True):
 
     card_id: UUID
     # issue | deduct | reverse | top_up | charge | transfer | freeze | unfreeze | extend | expire | adjust
+    # | migration (the opening balance of a card carried over from the old system, ref_type card_import)
     kind: str = Field(sa_type=Text)
     card_item_id: UUID | None = None
     sessions_delta: int = Field(default=0, sa_type=Integer)
@@ -148,4 +151,41 @@ class CardLedgerEntry(TenantRow, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
 
 
-TENANT_TABLES.update({"card_templates", "card_template_items", "cards", "card_items", "card_ledger"})
+class CardImport(TenantRow, table=True):
+    """One run of the import from the old system (prepaid cards, points balances, visit history), dry or real,
+    with its totals (to reconcile against the old system's books) and its per-row report."""
+
+    __tablename__ = "card_imports"
+
+    filename: str = Field(sa_type=Text)
+    file_sha256: str = Field(sa_type=Text)
+    dry_run: bool = True
+    skip_bad_rows: bool = False
+    status: str = Field(sa_type=Text)  # checked | imported | partially_imported
+    error_count: int = Field(default=0, sa_type=Integer)
+    totals: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    created_by: UUID | None = None
+
+
+class CardImportRef(SQLModel, table=True):
+    """An old-system reference already imported (a card number, a member's points, a visit): the primary key
+    is what makes a second run of the same file write nothing, also when two runs race."""
+
+    __tablename__ = "card_import_refs"
+    __table_args__ = (
+        tenant_fk(["import_id"], "card_imports"),
+        Index("ix_card_import_refs_import", "tenant_id", "import_id", "kind"),
+        CheckConstraint("kind IN ('card', 'points', 'visit')", name="kind_known"),
+    )
+
+    tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
+    kind: str = Field(primary_key=True, sa_type=Text)
+    external_ref: str = Field(primary_key=True, sa_type=Text)
+    target_id: UUID  # the card, the member whose points were opened, the service record
+    import_id: UUID
+    created_at: datetime | None = created_at_field()
+
+
+TENANT_TABLES.update({"card_templates", "card_template_items", "cards", "card_items", "card_ledger", "card_imports",
+                      "card_import_refs"})

@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from app.core.schemas import Fen, Name, Strict, Timestamp
 
@@ -131,3 +131,17 @@ class CardDeduct(Strict):
     store_id: UUID
     member_id: UUID | None = Field(None, description="Who is served; a family member on a shared card")
     reason: str = Field(min_length=2, max_length=300)
+
+
+class CardTemplateListing(Strict):
+    """Whether patients can buy the template in the mini-program, and the text they read there."""
+
+    published: StrictBool = Field(description="On sale in the mini-program when true (the front desk sells "
+                                  "every active template)")
+    description: str | None = Field(None, max_length=500, description="What the card is for, shown to patients")
+
+
+class CardTemplateListingOut(BaseModel):
+    template_id: UUID
+    published: bool
+    description: str | None

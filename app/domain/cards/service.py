@@ -39,7 +39,15 @@ from app.domain.cards.events import (
     CARD_TRANSFERRED,
 )
 from app.domain.cards.ledger import card_items, ledger_entry, locked_card
-from app.domain.cards.models import Card, CardItem, CardKind, CardLedgerEntry, CardStatus
+from app.domain.cards.models import (
+    Card,
+    CardItem,
+    CardKind,
+    CardLedgerEntry,
+    CardStatus,
+    CardTemplate,
+    CardTemplateItem,
+)
 from app.domain.cards.schemas import CardItemOut, CardOut
 from app.domain.cards.templates import MAX_EXTENSION
 from app.domain.catalog import service as catalog
@@ -69,6 +77,19 @@ def _allocate(price_paid: int, weights: list[int]) -> list[int]:
     for i in by_fraction[:price_paid - sum(shares)]:
         shares[i] += 1
     return shares
+
+
+def frozen_terms(template: CardTemplate, template_items: list[CardTemplateItem]) -> dict[str, Any]:
+    """The template's terms as a card sold from it keeps them (a later change of the template leaves it be)."""
+    return {"spend_order": template.spend_order, "usable_store_ids": template.usable_store_ids,
+            "family_shareable": template.family_shareable, "transferable": template.transferable,
+            "daily_cap": template.daily_cap, "pool_service_ids": [str(i.service_id) for i in template_items]
+            if template.shared_pool_sessions else [], "template_price": template.price}
+
+
+def allocate(price_paid: int, weights: list[int]) -> list[int]:
+    """`_allocate` for the card's siblings (the import of cards from the old system)."""
+    return _allocate(price_paid, weights)
 
 
 async def issue_card(session: AsyncSession, actor: Actor, *, member_id: UUID, template_id: UUID, store_id: UUID,
@@ -102,11 +123,7 @@ async def issue_card(session: AsyncSession, actor: Actor, *, member_id: UUID, te
     card = Card(
         tenant_id=actor.tenant_id, template_id=template.id, member_id=member.id, store_id=store_id,
         name=template.name, kind=template.kind, price_paid=price, starts_at=now, expires_at=expires_at,
-        order_id=order_id,
-        terms={"spend_order": template.spend_order, "usable_store_ids": template.usable_store_ids,
-               "family_shareable": template.family_shareable, "transferable": template.transferable,
-               "daily_cap": template.daily_cap, "pool_service_ids": [str(i.service_id) for i in template_items]
-               if template.shared_pool_sessions else [], "template_price": template.price},
+        order_id=order_id, terms=frozen_terms(template, template_items),
     )
     session.add(card)
     await session.flush()
@@ -492,7 +509,23 @@ async def notify_expiring(session: AsyncSession, actor: Actor, card_id: UUID) ->
 
 
 async def present(session: AsyncSession, card: Card) -> CardOut:
-    items = await card_items(session, card)
+    return _card_out(card, await card_items(session, card))
+
+
+async def present_many(session: AsyncSession, cards: list[Card]) -> list[CardOut]:
+    """`present` for many cards, with one query for all their items (a member's card list, the sidebar)."""
+    if not cards:
+        return []
+    rows = (await session.exec(select(CardItem).where(CardItem.tenant_id == cards[0].tenant_id,
+                                                      CardItem.card_id.in_([c.id for c in cards]))
+                               .order_by(CardItem.id).execution_options(populate_existing=True))).all()
+    items: dict[UUID, list[CardItem]] = {c.id: [] for c in cards}
+    for item in rows:
+        items[item.card_id].append(item)
+    return [_card_out(card, items[card.id]) for card in cards]
+
+
+def _card_out(card: Card, items: list[CardItem]) -> CardOut:
     return CardOut(
         id=card.id, template_id=card.template_id, member_id=card.member_id, name=card.name, kind=card.kind,
         status=card.status, price_paid=card.price_paid, balance=card.principal_balance + card.bonus_balance,
@@ -525,7 +558,7 @@ async def member_cards(session: AsyncSession, actor: Actor, member_id: UUID, *, 
         stmt = stmt.where(Card.status == status)
     cards = [c for c in (await session.exec(stmt.order_by(Card.id.desc()))).all()
              if c.member_id == member.id or c.terms.get("family_shareable")]
-    return [await present(session, c) for c in cards]
+    return await present_many(session, cards)
 
 
 async def ledger(session: AsyncSession, actor: Actor, card_id: UUID, params: PageParams):
@@ -570,7 +603,7 @@ async def _card_timeline(session: AsyncSession, tenant_id: UUID, member_id: UUID
                                   .limit(limit))).all()
     titles = {"issue": "开卡", "deduct": "耗卡", "charge": "储值消费", "top_up": "充值", "reverse": "冲正",
               "refund": "退款", "freeze": "冻结", "unfreeze": "解冻", "transfer": "转卡", "extend": "延期",
-              "expire": "过期"}
+              "expire": "过期", "migration": "旧系统迁入"}
     return [TimelineItem(type="card_change", occurred_at=e.created_at, id=f"card:{e.id}",
                          title=f"{titles.get(e.kind, e.kind)} · {name}",
                          data={"card_id": str(e.card_id), "kind": e.kind, "sessions_delta": e.sessions_delta,

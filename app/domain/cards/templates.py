@@ -12,11 +12,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import Unprocessable
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageParams, paginate
 from app.core.rows import get_or_404
 from app.domain.cards.models import CardKind, CardTemplate, CardTemplateItem
-from app.domain.cards.schemas import CardTemplateCreate, CardTemplateOut
+from app.domain.cards.schemas import (
+    CardTemplateCreate,
+    CardTemplateListing,
+    CardTemplateListingOut,
+    CardTemplateOut,
+)
 from app.domain.catalog import service as catalog
 from app.domain.tenancy import service as tenancy
 
@@ -112,3 +117,68 @@ async def list_templates(session: AsyncSession, actor: Actor, params: PageParams
     if active is not None:
         stmt = stmt.where(CardTemplate.active == active)
     return await paginate(session, stmt, CardTemplate.id, params)
+
+
+# ---------------------------------------------------------------- the mini-program listing
+
+
+def _listing_out(template: CardTemplate) -> CardTemplateListingOut:
+    return CardTemplateListingOut(template_id=template.id, published=template.published,
+                                  description=template.description)
+
+
+async def get_template_listing(session: AsyncSession, actor: Actor, template_id: UUID) -> CardTemplateListingOut:
+    return _listing_out(await get_template(session, actor, template_id))
+
+
+async def set_template_listing(session: AsyncSession, actor: Actor, template_id: UUID,
+                               data: CardTemplateListing) -> CardTemplateListingOut:
+    """Put the template on sale in the mini-program (or take it off); a template no longer sold cannot be."""
+    actor.require("catalog:write")
+    template = await get_or_404(session, CardTemplate, actor.tenant_id, template_id, code="card_template_not_found",
+                                lock=True)
+    if data.published and not template.active:
+        raise Conflict("a card template no longer sold cannot be published", code="card_template_inactive",
+                       field="published")
+    before = _listing_out(template).model_dump(mode="json", exclude={"template_id"})
+    template.published, template.description = data.published, data.description
+    session.add(template)
+    await session.flush()
+    audit.record(session, "card_template.listing", "card_template", template.id, before=before,
+                 after=data.model_dump(mode="json"))
+    return _listing_out(template)
+
+
+def _sold_in(template: CardTemplate, store_id: UUID) -> bool:
+    return not template.usable_store_ids or str(store_id) in template.usable_store_ids
+
+
+async def on_sale_templates(session: AsyncSession, tenant_id: UUID, *,
+                            store_id: UUID | None = None) -> list[CardTemplate]:
+    """Templates patients may buy (active and published), by price; with `store_id`, those usable there. No
+    permission check: what is on sale is public."""
+    rows = (await session.exec(select(CardTemplate).where(
+        CardTemplate.tenant_id == tenant_id, CardTemplate.active.is_(True), CardTemplate.published.is_(True))
+        .order_by(CardTemplate.price, CardTemplate.name, CardTemplate.id))).all()
+    return [t for t in rows if store_id is None or _sold_in(t, store_id)]
+
+
+async def on_sale_template(session: AsyncSession, tenant_id: UUID, template_id: UUID) -> CardTemplate:
+    """One template patients may buy; 404 `card_template_not_found` when unknown, unpublished or no longer sold
+    (checkout refuses a patient's card line with this)."""
+    template = await session.get(CardTemplate, (tenant_id, template_id))
+    if template is None or not template.active or not template.published:
+        raise NotFound("card template not found", code="card_template_not_found")
+    return template
+
+
+async def items_of_templates(session: AsyncSession, tenant_id: UUID,
+                             template_ids: set[UUID]) -> dict[UUID, list[CardTemplateItem]]:
+    """Each template's items (sessions per service), in one query."""
+    out: dict[UUID, list[CardTemplateItem]] = {t: [] for t in template_ids}
+    if template_ids:
+        for item in (await session.exec(select(CardTemplateItem).where(
+                CardTemplateItem.tenant_id == tenant_id, CardTemplateItem.template_id.in_(template_ids))
+                .order_by(CardTemplateItem.id))).all():
+            out[item.template_id].append(item)
+    return out

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import clock
 from app.core.actor import Actor
 from app.core.errors import AppError
+from app.domain.care import service as care_service
 from app.domain.care.models import AutomationRule, RuleRun, Task, TaskStatus
 from app.domain.care.schemas import Action, ChangeTag, CreateTask, IssueCoupon, SendMessage
 from app.domain.iam import service as iam
@@ -98,6 +99,10 @@ async def resolve_assignee(session: AsyncSession, run: RuleRun, member: Member |
     return chosen or owner or await _least_busy(session, tenant_id, "store_manager", run.store_id)
 
 
+# A message's recipient in resolve_assignee's terms (the store manager is the least busy one of the store).
+_ASSIGNEE_OF = {"store_manager": "role:store_manager"}
+
+
 def message_cause(rule_id: UUID, cause_key: str) -> str:
     """The messaging capability's once-per-cause key for a rule's message (at most 200 characters)."""
     cause = f"rule:{rule_id}:{cause_key}"
@@ -111,9 +116,16 @@ async def perform(session: AsyncSession, run: RuleRun, index: int, action: Actio
     if run.member_id is not None:
         member = (await members.members_by_id(session, run.tenant_id, {run.member_id})).get(run.member_id)
     if isinstance(action, SendMessage):
+        staff_id = None
+        if action.recipient is not None:  # wecom_staff: a staff member is told about the member
+            staff_id = await resolve_assignee(session, run, member, _ASSIGNEE_OF.get(action.recipient,
+                                                                                     action.recipient))
+            if staff_id is None:
+                return {"status": "skipped", "reason": "no_recipient"}
         try:
             message = await messaging.send_template(
-                session, actor, template_key=action.template_key, member_id=run.member_id, channel=action.channel,
+                session, actor, template_key=action.template_key,
+                member_id=run.member_id if staff_id is None else None, staff_id=staff_id, channel=action.channel,
                 variables=await variables_for(session, run, member), cause=message_cause(rule.id, run.cause_key))
         except AppError as exc:
             if exc.status == 404:  # the tenant has not configured this template yet
@@ -131,6 +143,7 @@ async def perform(session: AsyncSession, run: RuleRun, index: int, action: Actio
                     action_index=index, cause_key=run.cause_key, created_by_kind="rule", updated_at=now)
         session.add(task)
         await session.flush()
+        await care_service.announce_assignment(session, task, previous=None, by=None)
         return {"status": "done", "task_id": str(task.id),
                 "assignee_id": str(task.assignee_id) if task.assignee_id else None}
     if isinstance(action, IssueCoupon):

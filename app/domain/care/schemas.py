@@ -16,6 +16,7 @@ from app.core.schemas import Name as PlainName
 from app.core.schemas import Strict, Timestamp
 from app.domain.care.catalogue import SCHEDULE_KINDS, TOPICS
 from app.domain.care.models import TASK_KINDS
+from app.domain.messaging.schemas import ChannelName
 
 Name = Annotated[PlainName, Field(min_length=1, max_length=200)]
 TagName = Annotated[PlainName, Field(min_length=1, max_length=40)]
@@ -135,11 +136,34 @@ class QuietHours(Strict):
 # ---------------------------------------------------------------- actions
 
 
+STAFF_RECIPIENT = re.compile(r"^(owner|consultant|therapist|store_manager|role:[A-Za-z0-9_.-]{1,60})$")
+
+
 class SendMessage(Strict):
     type: Literal["send_message"]
     template_key: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
-    channel: Literal["mini_program_subscribe", "sms"] | None = Field(
-        None, description="a channel to members; default: the template's own")
+    channel: ChannelName | None = Field(
+        None, description="default: the template's own; `wecom_staff` messages a staff member about the member "
+                          "(then `recipient` says who)")
+    recipient: str | None = Field(
+        None, description="wecom_staff only: consultant (the member's consultant) | owner (the member's staff "
+                          "contact) | therapist (who served the member in the cause) | store_manager | "
+                          "role:<role name> (the store's least busy holder)")
+
+    @field_validator("recipient")
+    @classmethod
+    def _recipient(cls, value: str | None) -> str | None:
+        if value is not None and not STAFF_RECIPIENT.match(value):
+            raise ValueError("must be consultant, owner, therapist, store_manager or role:<role name>")
+        return value
+
+    @model_validator(mode="after")
+    def _staff_message(self) -> SendMessage:
+        if self.channel == "wecom_staff" and self.recipient is None:
+            raise ValueError("recipient: a wecom_staff message needs a recipient (e.g. consultant)")
+        if self.recipient is not None and self.channel not in (None, "wecom_staff"):
+            raise ValueError("channel: a message with a recipient goes to staff: use wecom_staff")
+        return self
 
 
 class CreateTask(Strict):
@@ -246,8 +270,9 @@ class RuleCreate(Strict):
     delay: JsonObject = Field(default_factory=dict, description="{minutes} and/or {days, at: HH:MM}",
                               examples=[{"minutes": 1440}, {"days": 3, "at": "10:00"}])
     quiet_hours: JsonObject | None = Field(None, examples=[{"start": "21:00", "end": "09:00"}])
-    actions: list[JsonObject] = Field(description="send_message{template_key, channel} | create_task{kind, "
-                                      "assignee, due_in_hours, title} | issue_coupon{coupon_template_id} | "
+    actions: list[JsonObject] = Field(description="send_message{template_key, channel, recipient (wecom_staff)} | "
+                                      "create_task{kind, assignee, due_in_hours, title} | "
+                                      "issue_coupon{coupon_template_id} | "
                                       "add_tag{tag} | remove_tag{tag}", max_length=10)
 
 

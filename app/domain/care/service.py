@@ -13,9 +13,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit, clock
 from app.core.actor import Actor
 from app.core.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from app.core.events import emit
 from app.core.pagination import PageParams, paginate
 from app.core.rows import get_or_404
 from app.domain.care.catalogue import SCHEDULE_KINDS, TOPICS
+from app.domain.care.events import TASK_ASSIGNED
 from app.domain.care.models import AutomationRule, RuleRun, Task, TaskStatus
 from app.domain.care.schemas import (
     ACTION_MODELS,
@@ -25,6 +27,7 @@ from app.domain.care.schemas import (
     RuleCreate,
     RuleParts,
     RuleUpdate,
+    SendMessage,
     TaskCreate,
     TaskOut,
     TaskUpdate,
@@ -54,7 +57,9 @@ async def _check_enable(session: AsyncSession, tenant_id: UUID, parts: RuleParts
     template_ids = {a.coupon_template_id for a in parts.actions
                     if isinstance(a, IssueCoupon) and a.coupon_template_id is not None}
     templates = await loyalty.coupon_templates_by_id(session, tenant_id, template_ids)
-    wants_roles = any(isinstance(a, CreateTask) and a.assignee.startswith("role:") for a in parts.actions)
+    wants_roles = any((isinstance(a, CreateTask) and a.assignee.startswith("role:"))
+                      or (isinstance(a, SendMessage) and (a.recipient or "").startswith("role:"))
+                      for a in parts.actions)
     roles = await iam.role_names(session, tenant_id) if wants_roles else set()
     for index, action in enumerate(parts.actions):
         if isinstance(action, IssueCoupon):
@@ -68,6 +73,11 @@ async def _check_enable(session: AsyncSession, tenant_id: UUID, parts: RuleParts
             name = action.assignee.removeprefix("role:")
             if name not in roles:
                 field = f"actions.{index}.assignee"
+                raise Unprocessable(f"{field}: no role named {name!r}", code="validation_error", field=field)
+        if isinstance(action, SendMessage) and (action.recipient or "").startswith("role:"):
+            name = (action.recipient or "").removeprefix("role:")
+            if name not in roles:
+                field = f"actions.{index}.recipient"
                 raise Unprocessable(f"{field}: no role named {name!r}", code="validation_error", field=field)
 
 
@@ -160,6 +170,19 @@ def is_manager(actor: Actor) -> bool:
     return actor.kind == "system" or actor.can("staff:write")
 
 
+async def announce_assignment(session: AsyncSession, task: Task, *, previous: UUID | None,
+                              by: UUID | None) -> None:
+    """`task.assigned` when the task has a (new) assignee: staff alerts tell them."""
+    if task.assignee_id is None or task.assignee_id == previous:
+        return
+    await emit(session, TASK_ASSIGNED, {
+        "task_id": str(task.id), "assignee_id": str(task.assignee_id),
+        "previous_assignee_id": str(previous) if previous else None, "assigned_by_id": str(by) if by else None,
+        "store_id": str(task.store_id) if task.store_id else None,
+        "member_id": str(task.member_id) if task.member_id else None, "kind": task.kind, "title": task.title,
+        "due_at": task.due_at.isoformat()})
+
+
 def present_task(task: Task, now: datetime | None = None) -> TaskOut:
     now = now or clock.utcnow()
     out = TaskOut.model_validate(task)
@@ -190,6 +213,7 @@ async def create_task(session: AsyncSession, actor: Actor, data: TaskCreate) -> 
     session.add(task)
     await session.flush()
     audit.record(session, "task.create", "task", task.id, kind=task.kind, assignee=str(assignee) if assignee else None)
+    await announce_assignment(session, task, previous=None, by=actor.id if actor.kind == "staff" else None)
     return task
 
 
@@ -222,6 +246,7 @@ async def _update_task(session: AsyncSession, actor: Actor, task_id: UUID, data:
     for name in ("status", "title", "due_at"):
         if name in given and given[name] is None:
             raise Unprocessable(f"{name}: cannot be null", code="validation_error", field=name)
+    previous_assignee = task.assignee_id
     if "assignee_id" in given:
         if not manager:
             raise Forbidden("only a manager may reassign a task", code="not_task_manager")
@@ -245,6 +270,9 @@ async def _update_task(session: AsyncSession, actor: Actor, task_id: UUID, data:
     session.add(task)
     await session.flush()
     audit.record(session, "task.update", "task", task.id, fields=sorted(given), status=task.status)
+    if task.status == TaskStatus.OPEN:
+        await announce_assignment(session, task, previous=previous_assignee,
+                                  by=actor.id if actor.kind == "staff" else None)
     return task
 
 
@@ -280,6 +308,31 @@ async def list_tasks(session: AsyncSession, actor: Actor, params: PageParams, *,
         if value is not None:
             stmt = stmt.where(column == value)
     return await paginate(session, stmt, Task.id, params, descending=True)
+
+
+async def hand_over_open_tasks(session: AsyncSession, actor: Actor, from_staff_id: UUID,
+                              to_staff_id: UUID) -> list[UUID]:
+    """Every open task of `from_staff_id` goes to `to_staff_id` (a departing staff member's work; managers
+    only): each is announced to its new assignee, and one audit entry names them all. Oldest due first."""
+    actor.require("tasks:write")
+    if not is_manager(actor):
+        raise Forbidden("only a manager may reassign tasks", code="not_task_manager")
+    await _staff_ok(session, actor, to_staff_id, "tasks_to")
+    tasks = (await session.exec(select(Task).where(
+        Task.tenant_id == actor.tenant_id, Task.assignee_id == from_staff_id, Task.status == TaskStatus.OPEN)
+        .order_by(Task.due_at, Task.id).with_for_update())).all()
+    now = clock.utcnow()
+    for task in tasks:
+        task.assignee_id, task.updated_at = to_staff_id, now
+        session.add(task)
+    await session.flush()
+    by = actor.id if actor.kind == "staff" else None
+    for task in tasks:
+        await announce_assignment(session, task, previous=from_staff_id, by=by)
+    if tasks:
+        audit.record(session, "task.hand_over", "staff", from_staff_id, to_staff_id=str(to_staff_id),
+                     tasks=[str(t.id) for t in tasks])
+    return [t.id for t in tasks]
 
 
 # ---------------------------------------------------------------- members: timeline and merge

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -83,6 +83,11 @@ class Service(TenantRow, table=True):
     commission: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True))
     active: bool = True
     updated_at: datetime | None = timestamp_field()
+    # The mini-program listing (PUT /services/{id}/listing): on sale to patients only once published.
+    published: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    # What the patient should do after the treatment (no shower for 4 hours after 艾灸…), shown with their visits.
+    aftercare_note: str | None = Field(default=None, sa_type=Text)
+    photo_url: str | None = Field(default=None, sa_type=Text)
 
 
 class ServiceConsumable(SQLModel, table=True):

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationInfo, field_validator
 
-from app.core.schemas import Name, Strict
+from app.core.schemas import ImageUrl, Name, Strict
 
 MAX_PRICE = 100_000_000  # fen: ¥1,000,000
 MAX_QUANTITY = 1_000_000  # in the item's unit
@@ -216,3 +216,20 @@ class ServiceOut(BaseModel):
     active: bool
     created_at: datetime | None
     updated_at: datetime | None
+
+
+class ServiceListing(Strict):
+    """How the service shows in the mini-program (replaces the whole listing). Name, price, duration and
+    description are the service's own (PATCH /services/{id})."""
+
+    published: StrictBool = Field(description="On sale to patients (in the stores with staff skilled for it)")
+    aftercare_note: str | None = Field(None, max_length=1000, description="What to do after the treatment, "
+                                       "shown with the patient's visits (e.g. 4 小时内不要洗澡, 注意保暖)")
+    photo_url: ImageUrl | None = None
+
+
+class ServiceListingOut(BaseModel):
+    service_id: UUID
+    published: bool
+    aftercare_note: str | None
+    photo_url: str | None

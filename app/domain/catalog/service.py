@@ -31,6 +31,8 @@ from app.domain.catalog.schemas import (
     RecipeLineOut,
     ResourceRequirement,
     ServiceCreate,
+    ServiceListing,
+    ServiceListingOut,
     ServiceOut,
     ServiceUpdate,
 )
@@ -357,3 +359,52 @@ async def services_by_id(session: AsyncSession, tenant_id: UUID, service_ids: se
     rows = (await session.exec(select(Service).where(Service.tenant_id == tenant_id,
                                                      Service.id.in_(service_ids)))).all()
     return {service.id: service for service in rows}
+
+
+async def service_names(session: AsyncSession, tenant_id: UUID) -> dict[UUID, str]:
+    """Every service's name by id (offered or not), to match names in a file to services; no permission check."""
+    rows = (await session.exec(select(Service.id, Service.name).where(Service.tenant_id == tenant_id))).all()
+    return dict(rows)
+
+
+# ---------------------------------------------------------------- the mini-program listing
+
+
+def _listing_out(service: Service) -> ServiceListingOut:
+    return ServiceListingOut(service_id=service.id, published=service.published,
+                             aftercare_note=service.aftercare_note, photo_url=service.photo_url)
+
+
+async def get_service_listing(session: AsyncSession, actor: Actor, service_id: UUID) -> ServiceListingOut:
+    return _listing_out(await get_service_row(session, actor, service_id))
+
+
+async def set_service_listing(session: AsyncSession, actor: Actor, service_id: UUID,
+                              data: ServiceListing) -> ServiceListingOut:
+    """Replace how the service shows in the mini-program; a service no longer offered cannot be published."""
+    actor.require("catalog:write")
+    service = await get_service_row(session, actor, service_id, for_update=True)
+    if data.published and not service.active:
+        raise Conflict("a service that is no longer offered cannot be published", code="service_inactive",
+                       field="published")
+    before = _listing_out(service).model_dump(mode="json", exclude={"service_id"})
+    for column, value in data.model_dump().items():
+        setattr(service, column, value)
+    service.updated_at = utcnow()
+    session.add(service)
+    await session.flush()
+    audit.record(session, "service.listing", "service", service.id, before=before, after=data.model_dump(mode="json"))
+    return _listing_out(service)
+
+
+async def published_services(session: AsyncSession, tenant_id: UUID,
+                             service_ids: set[UUID] | None = None) -> list[Service]:
+    """Services on sale to patients (offered and published), by category and name; only those among
+    `service_ids` when given. No permission check: what is published is public."""
+    if service_ids is not None and not service_ids:
+        return []
+    stmt = select(Service).where(Service.tenant_id == tenant_id, Service.active.is_(True),
+                                 Service.published.is_(True))
+    if service_ids is not None:
+        stmt = stmt.where(Service.id.in_(service_ids))
+    return list((await session.exec(stmt.order_by(Service.category.nulls_last(), Service.name, Service.id))).all())

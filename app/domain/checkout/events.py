@@ -23,6 +23,9 @@ REFUND_KEYS = ("refund_id", "order_id", "store_id", "amount", "status")
 REFUND_REQUESTED = topic("refund.requested", "A refund of a paid order was requested", *REFUND_KEYS)
 REFUND_APPROVED = topic("refund.approved", "The last approval level approved a refund", *REFUND_KEYS, "levels")
 REFUND_REJECTED = topic("refund.rejected", "A refund was rejected at an approval level", *REFUND_KEYS, "level")
+REFUND_LEVEL_APPROVED = topic("refund.level_approved",
+                              "An approval level approved a refund that waits for the next level", *REFUND_KEYS,
+                              "level", "next_level")
 REFUND_COMPLETED = topic("refund.completed", "A refund went back to all its tenders", *REFUND_KEYS)
 REFUND_FAILED = topic("refund.failed", "WeChat did not refund its part of a refund; finance settles it",
                       *REFUND_KEYS, "out_refund_no", "outcome")

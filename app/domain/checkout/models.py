@@ -14,7 +14,18 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Date, DateTime, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -36,6 +47,11 @@ class Order(TenantRow, table=True):
         Index("ix_orders_store_time", "tenant_id", "store_id", "created_at"),
         Index("ix_orders_member_time", "tenant_id", "member_id", "created_at"),
         Index("ix_orders_pending", "tenant_id", "status", "expires_at"),
+        # A patient prepays a booked appointment once: a second open or paid mini-program order for it is
+        # refused by this index, also when two arrive at once (a cancelled or refunded one frees it).
+        Index("uq_orders_patient_appointment", "tenant_id", "appointment_id", unique=True,
+              postgresql_where=text("opened_by_kind = 'patient' AND appointment_id IS NOT NULL "
+                                    "AND status IN ('pending', 'paid', 'partially_refunded')")),
         CheckConstraint("status IN ('draft', 'pending', 'paid', 'partially_refunded', 'refunded', 'cancelled')",
                         name="status_known"),
         CheckConstraint("subtotal >= 0 AND discount_total >= 0 AND total >= 0 AND total = subtotal - discount_total",

@@ -307,6 +307,13 @@ async def _quote_tenders(session: AsyncSession, actor: Actor, order: Order, data
 
 async def create_order(session: AsyncSession, actor: Actor, data: OrderCreate) -> OrderResult:
     _authorize(actor, data)
+    return await open_order(session, actor, data)
+
+
+async def open_order(session: AsyncSession, actor: Actor, data: OrderCreate) -> OrderResult:
+    """Price, hold, tender and (without WeChat Pay) complete an order the caller has authorised: the one path
+    every order takes, whoever opens it (the front desk through `create_order`, the patient's mini-program
+    through `patient_orders`)."""
     store = await tenancy.active_store(session, actor, data.store_id)
     with _naming("member_id"):
         member = await members.get_member_row(session, actor, data.member_id)
@@ -454,8 +461,10 @@ async def complete_order(session: AsyncSession, actor: Actor, order: Order) -> N
         wechat=sum(p.amount for p in payments if p.method == "wechat_pay"),
         stored_value_principal=sum(p.principal_used for p in payments if p.method == "stored_value"),
         top_up_lines=sum(line.amount for line in lines if line.type == "top_up"))
-    earned = await loyalty.earn_points(session, actor, member_id=order.member_id, paid_fen=basis, ref_type=REF,
-                                       ref_id=str(order.id)) if basis > 0 else 0
+    # The order's member earns its points whoever opened it: a parent paying a child's visit in the mini-program
+    # cannot reach the child's points (loyalty's rule for patients), yet the child earns them.
+    earned = await loyalty.earn_points(session, Actor.system(order.tenant_id), member_id=order.member_id,
+                                       paid_fen=basis, ref_type=REF, ref_id=str(order.id)) if basis > 0 else 0
     now = utcnow()
     order.status, order.paid_at, order.updated_at = "paid", now, now
     order.paid_total = sum(p.amount for p in payments)

@@ -75,6 +75,7 @@ from app.domain.checkout import settings_service
 from app.domain.checkout.events import (
     REFUND_APPROVED,
     REFUND_COMPLETED,
+    REFUND_LEVEL_APPROVED,
     REFUND_REJECTED,
     REFUND_REQUESTED,
     WECHAT_REFUND_TOPIC,
@@ -405,6 +406,7 @@ async def decide(session: AsyncSession, actor: Actor, refund_id: UUID, decision:
     if level < refund.levels_required:
         session.add(refund)
         await session.flush()
+        await emit(session, REFUND_LEVEL_APPROVED, refund_payload(refund, level=level, next_level=level + 1))
         return refund
     refund.status = "approved"
     session.add(refund)

@@ -31,6 +31,11 @@ class Staff(TenantRow, table=True):
     wecom_userid: str | None = Field(default=None, sa_type=Text)
     # Grade for commission rules (e.g. junior, senior, expert): services may pay each level differently.
     level: str | None = Field(default=None, sa_type=Text)
+    # The public profile patients see in the mini-program (PUT /staff/{id}/listing), once published.
+    published: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    title: str | None = Field(default=None, sa_type=Text)  # 主治医师, 高级推拿师
+    bio: str | None = Field(default=None, sa_type=Text)
+    photo_url: str | None = Field(default=None, sa_type=Text)
 
 
 class StaffRole(SQLModel, table=True):

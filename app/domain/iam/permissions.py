@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, str] = {
     "members.health:read": "See health fields (allergies, history, constitution) of members in your care",
     "members.health:all": "See health fields of every member, not only those in your care",
     "members.health:write": "Change health fields",
+    "members.notes:write": "Add notes to the timeline of members in your care",
     "members:export": "Export member data",
     "members:erase": "Erase (anonymise) a member",
     "members:merge": "Merge duplicate members",
@@ -33,10 +34,12 @@ PERMISSIONS: dict[str, str] = {
     "cards:issue": "Issue cards without an order",
     "cards:deduct": "Deduct sessions or balance",
     "cards:adjust": "Freeze, transfer, extend cards",
+    "cards:import": "Import prepaid cards, points balances and visit history from the old system",
     "inventory:read": "See stock",
     "inventory:write": "Receive, adjust and transfer stock",
     "appointments:read": "See appointments",
     "appointments:write": "Book, reschedule, cancel and check in",
+    "appointments:book_own": "Book a member you serve into your own schedule, within the store's booking policy",
     "schedule:write": "Manage shifts and resources",
     "visits:complete": "Complete a service",
     "visits:reverse": "Reverse a completed service",
@@ -81,7 +84,9 @@ PRESET_ROLES: dict[str, tuple[str, set[str]]] = {
         "Therapist: serves members in their appointments",
         _READ_BASE
         | {"members.health:read", "members.health:write", "cards:read", "visits:complete"}
-        | {"clinical:read", "clinical:write", "tasks:write", "commissions:read"},
+        | {"clinical:read", "clinical:write", "tasks:write", "commissions:read"}
+        # The WeCom sidebar: book the next visit on their own schedule, note what the member said.
+        | {"appointments:book_own", "members.notes:write"},
     ),
     "consultant": (
         "Consultant: owns member relationships, sells cards, follows up",
@@ -104,6 +109,8 @@ PRESET_ROLES: dict[str, tuple[str, set[str]]] = {
     "finance": (
         "Finance: money, reports and approvals across stores",
         {"stores:read", "stores:all", "orders:read", "refunds:approve", "reports:read", "reports:close"}
-        | {"commissions:read", "cards:read", "members:read", "audit:read", "inventory:read"},
+        | {"commissions:read", "cards:read", "members:read", "audit:read", "inventory:read"}
+        # Bringing the old system's prepaid balances over is reconciled against its books by finance.
+        | {"cards:import"},
     ),
 }

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.core.schemas import Name, Strict
+from app.core.schemas import ImageUrl, Name, Strict
 from app.domain.tenancy.schemas import TENANT_CODE_PATTERN
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
@@ -117,3 +117,22 @@ class ApiClientOut(BaseModel):
 
 class ApiClientCreated(ApiClientOut):
     client_secret: str = Field(description="Shown once; store it in the integrating system")
+
+
+class StaffListing(Strict):
+    """The staff member's public profile in the mini-program (replaces the whole profile). Only the name,
+    these fields, the stores and the services they perform are shown; never the username, phone or level."""
+
+    published: StrictBool = Field(description="Patients see (and may choose) this staff member when true")
+    title: Name | None = Field(None, max_length=30, description="e.g. 主治医师, 高级推拿师")
+    bio: str | None = Field(None, max_length=1000)
+    photo_url: ImageUrl | None = None
+
+
+class StaffListingOut(BaseModel):
+    staff_id: UUID
+    display_name: str
+    published: bool
+    title: str | None
+    bio: str | None
+    photo_url: str | None

@@ -40,6 +40,8 @@ from app.domain.iam.schemas import (
     RoleCreate,
     RoleUpdate,
     StaffCreate,
+    StaffListing,
+    StaffListingOut,
     StaffOut,
     StaffUpdate,
     TokenResponse,
@@ -693,3 +695,103 @@ async def active_staff_of_store(session: AsyncSession, tenant_id: UUID, store_id
         select(Staff).join(StaffStore, (StaffStore.tenant_id == Staff.tenant_id) & (StaffStore.staff_id == Staff.id))
         .where(Staff.tenant_id == tenant_id, StaffStore.store_id == store_id, Staff.active)
         .order_by(Staff.display_name, Staff.id))).all())
+
+
+# ---------------------------------------------------------------- the mini-program profile
+
+
+def _listing_out(staff: Staff) -> StaffListingOut:
+    return StaffListingOut(staff_id=staff.id, display_name=staff.display_name, published=staff.published,
+                           title=staff.title, bio=staff.bio, photo_url=staff.photo_url)
+
+
+async def get_staff_listing(session: AsyncSession, actor: Actor, staff_id: UUID) -> StaffListingOut:
+    actor.require("staff:read")
+    return _listing_out(await _visible_staff(session, actor, staff_id))
+
+
+async def set_staff_listing(session: AsyncSession, actor: Actor, staff_id: UUID,
+                            data: StaffListing) -> StaffListingOut:
+    """Replace the staff member's public profile; someone who left (inactive) cannot be published."""
+    actor.require("staff:write")
+    staff = await get_or_404(session, Staff, actor.tenant_id, staff_id, code="staff_not_found",
+                             detail="staff member not found", lock=True)
+    # As for other changes to a staff member: a store-scoped manager manages those working only in their stores.
+    if actor.store_ids is not None:
+        stores = await staff_store_ids(session, actor.tenant_id, staff.id)
+        if not stores or not stores <= actor.store_ids:
+            raise Forbidden("this staff member works outside your stores", code="store_forbidden")
+    if data.published and not staff.active:
+        raise Conflict("a staff member who is not active cannot be published", code="staff_inactive",
+                       field="published")
+    before = _listing_out(staff).model_dump(mode="json", exclude={"staff_id", "display_name"})
+    for column, value in data.model_dump().items():
+        setattr(staff, column, value)
+    session.add(staff)
+    await session.flush()
+    audit.record(session, "staff.listing", "staff", staff.id, before=before, after=data.model_dump(mode="json"))
+    return _listing_out(staff)
+
+
+async def published_staff_of_stores(session: AsyncSession, tenant_id: UUID,
+                                    store_ids: set[UUID]) -> dict[UUID, list[Staff]]:
+    """Each store's active, published staff, by display name; no permission check (public profiles)."""
+    out: dict[UUID, list[Staff]] = {s: [] for s in store_ids}
+    if not store_ids:
+        return out
+    rows = (await session.execute(
+        select(StaffStore.store_id, Staff)
+        .join(Staff, (Staff.tenant_id == StaffStore.tenant_id) & (Staff.id == StaffStore.staff_id))
+        .where(StaffStore.tenant_id == tenant_id, StaffStore.store_id.in_(store_ids), Staff.active,
+               Staff.published)
+        .order_by(Staff.display_name, Staff.id))).all()
+    for store_id, staff in rows:
+        out[store_id].append(staff)
+    return out
+
+
+async def published_staff_row(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> Staff | None:
+    """The staff member when active and published, else None; no permission check (a public profile)."""
+    staff = await session.get(Staff, (tenant_id, staff_id))
+    return staff if staff is not None and staff.active and staff.published else None
+
+
+async def stores_of_staff(session: AsyncSession, tenant_id: UUID, staff_ids: set[UUID]) -> dict[UUID, set[UUID]]:
+    """The stores each of these staff members works in (an empty set for one without stores)."""
+    out: dict[UUID, set[UUID]] = {s: set() for s in staff_ids}
+    if staff_ids:
+        for staff_id, store_id in (await session.exec(select(StaffStore.staff_id, StaffStore.store_id).where(
+                StaffStore.tenant_id == tenant_id, StaffStore.staff_id.in_(staff_ids)))).all():
+            out[staff_id].add(store_id)
+    return out
+
+
+_STAFF_WITH_PERMISSION = text(
+    """
+    SELECT s.id FROM staff s
+    WHERE s.tenant_id = :tenant_id AND s.active
+      AND EXISTS (SELECT 1 FROM staff_roles sr JOIN roles r ON r.tenant_id = sr.tenant_id AND r.id = sr.role_id
+                  WHERE sr.tenant_id = s.tenant_id AND sr.staff_id = s.id AND :permission = ANY(r.permissions))
+      AND (CAST(:roles AS text[]) IS NULL
+           OR EXISTS (SELECT 1 FROM staff_roles sr JOIN roles r ON r.tenant_id = sr.tenant_id AND r.id = sr.role_id
+                      WHERE sr.tenant_id = s.tenant_id AND sr.staff_id = s.id
+                        AND r.name = ANY(CAST(:roles AS text[]))))
+      AND (CAST(:store_id AS uuid) IS NULL
+           OR EXISTS (SELECT 1 FROM staff_stores ss WHERE ss.tenant_id = s.tenant_id AND ss.staff_id = s.id
+                        AND ss.store_id = CAST(:store_id AS uuid))
+           OR EXISTS (SELECT 1 FROM staff_roles sr JOIN roles r ON r.tenant_id = sr.tenant_id AND r.id = sr.role_id
+                      WHERE sr.tenant_id = s.tenant_id AND sr.staff_id = s.id AND 'stores:all' = ANY(r.permissions)))
+    ORDER BY s.id
+    """
+)
+
+
+async def active_staff_with_permission(session: AsyncSession, tenant_id: UUID, permission: str, *,
+                                       store_id: UUID | None = None,
+                                       roles: list[str] | None = None) -> list[UUID]:
+    """Active staff who hold `permission` through one of their roles and, when given, act in the store (work
+    there, or hold `stores:all`, as `Actor.can_act_in_store` decides) and hold one of `roles`; by id."""
+    rows = await session.execute(_STAFF_WITH_PERMISSION, {"tenant_id": tenant_id, "permission": permission,
+                                                          "roles": list(roles) if roles is not None else None,
+                                                          "store_id": store_id})
+    return [row[0] for row in rows]

@@ -117,6 +117,13 @@ async def issue_coupon(session: AsyncSession, actor: Actor, *, template_id: UUID
     actor.require("loyalty:write")
     template = await get_or_404(session, CouponTemplate, actor.tenant_id, template_id,
                                 code="coupon_template_not_found")
+    return await issue_from_template(session, actor, template, member_id, reason)
+
+
+async def issue_from_template(session: AsyncSession, actor: Actor, template: CouponTemplate, member_id: UUID,
+                              reason: str | None) -> Coupon:
+    """`issue_coupon` for a caller that has authorised the issue already (a patient claiming a published
+    coupon for themselves: see publications.py)."""
     if not template.active:
         raise Conflict("this coupon template is no longer issued", code="coupon_template_inactive")
     member = await members.get_member_row(session, actor, member_id)

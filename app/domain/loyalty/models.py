@@ -40,7 +40,8 @@ class PointsKind:
     ADJUST = "adjust"  # staff correction with a reason
     EXPIRE = "expire"  # written off (reserved for an expiry job)
     MERGE = "merge"  # moved between two records of one person (member merge)
-    ALL = (EARN, REDEEM, REVERSE, ADJUST, EXPIRE, MERGE)
+    MIGRATION = "migration"  # the opening balance carried over from the clinic's old system (an import)
+    ALL = (EARN, REDEEM, REVERSE, ADJUST, EXPIRE, MERGE, MIGRATION)
 
 
 class CouponKind:
@@ -105,7 +106,8 @@ class PointsEntry(TenantRow, table=True):
         # One refund reverses a given entry at most once, however often it is retried.
         Index("uq_points_ledger_reversal", "tenant_id", "reverses_id", "by_ref_type", "by_ref_id", unique=True,
               postgresql_where=text("reverses_id IS NOT NULL")),
-        CheckConstraint("kind IN ('earn', 'redeem', 'reverse', 'adjust', 'expire', 'merge')", name="kind_known"),
+        CheckConstraint("kind IN ('earn', 'redeem', 'reverse', 'adjust', 'expire', 'merge', 'migration')",
+                        name="kind_known"),
         CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
     )
 
@@ -209,3 +211,56 @@ class CouponEvent(TenantRow, table=True):
 
 TENANT_TABLES.update({"loyalty_settings", "member_points", "points_ledger", "coupon_templates", "coupons",
                       "coupon_events"})
+
+
+class CouponPublication(TenantRow, table=True):
+    """A coupon template published for patients to claim themselves in the mini-program (领券中心): open from
+    `starts_at` until `ends_at`, at most `total_quantity` claims in all (None: no limit) and
+    `per_member_limit` per member. `claimed_count` is the row a claim locks and raises, so the total is
+    never exceeded under concurrent claims."""
+
+    __tablename__ = "coupon_publications"
+    __table_args__ = (
+        tenant_fk(["template_id"], "coupon_templates"),
+        Index("ix_coupon_publications_open", "tenant_id", "active", "starts_at"),
+        CheckConstraint("per_member_limit BETWEEN 1 AND 10", name="per_member_limit_range"),
+        CheckConstraint("total_quantity IS NULL OR total_quantity > 0", name="total_quantity_positive"),
+        CheckConstraint("claimed_count >= 0 AND (total_quantity IS NULL OR claimed_count <= total_quantity)",
+                        name="claimed_within_total"),
+        CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="window_order"),
+    )
+
+    template_id: UUID
+    title: str = Field(sa_type=Text)
+    description: str | None = Field(default=None, sa_type=Text)
+    starts_at: datetime = Field(sa_type=DateTime(timezone=True))
+    ends_at: datetime | None = timestamp_field()
+    total_quantity: int | None = Field(default=None, sa_type=Integer)
+    per_member_limit: int = Field(default=1, sa_type=Integer)
+    claimed_count: int = Field(default=0, sa_type=Integer)
+    active: bool = True
+    updated_at: datetime | None = timestamp_field()
+
+
+class CouponClaim(TenantRow, table=True):
+    """One coupon a member claimed from a publication; `claim_no` counts the member's claims of it, so the
+    unique key refuses a claim beyond the per-member limit even when two arrive at once."""
+
+    __tablename__ = "coupon_claims"
+    __table_args__ = (
+        tenant_fk(["publication_id"], "coupon_publications"),
+        tenant_fk(["member_id"], "members"),
+        tenant_fk(["coupon_id"], "coupons"),
+        UniqueConstraint("tenant_id", "publication_id", "member_id", "claim_no"),
+        UniqueConstraint("tenant_id", "coupon_id"),
+        Index("ix_coupon_claims_member", "tenant_id", "member_id"),
+        CheckConstraint("claim_no >= 1", name="claim_no_positive"),
+    )
+
+    publication_id: UUID
+    member_id: UUID
+    claim_no: int = Field(sa_type=Integer)
+    coupon_id: UUID
+
+
+TENANT_TABLES.update({"coupon_publications", "coupon_claims"})

@@ -320,6 +320,31 @@ async def adjust_points(session: AsyncSession, actor: Actor, member_id: UUID, de
     return entry
 
 
+async def open_points_balance(session: AsyncSession, actor: Actor, member_id: UUID, points: int, *, ref_type: str,
+                              ref_id: Any, reason: str) -> PointsEntry:
+    """The member's balance carried over from the old system, as one `migration` entry (reports tell it apart
+    from points earned here). For a caller that has authorised the import; the caller keeps one opening per
+    member and reference (its own unique key). Written whether or not points are enabled now: they are the
+    member's. No event: nothing was earned today."""
+    points = whole("points", points, minimum=1)
+    member = await member_in_reach(session, actor, member_id)
+    if member.status != "active":
+        raise Conflict(f"member is {member.status}", code="member_inactive")
+    balance = await _locked_points(session, actor.tenant_id, member.id)
+    entry = _write(session, balance, PointsKind.MIGRATION, points, ref_type=ref_type, ref_id=ref_id, reason=reason)
+    await session.flush()
+    return entry
+
+
+async def migrated_points(session: AsyncSession, tenant_id: UUID, ref_type: str, ref_id: Any) -> tuple[int, int]:
+    """(points, members) of the opening balances written for one import reference; no permission check."""
+    row = (await session.execute(text(
+        "SELECT COALESCE(sum(delta), 0) AS points, count(DISTINCT member_id) AS members FROM points_ledger "
+        "WHERE tenant_id = :t AND kind = 'migration' AND ref_type = :rt AND ref_id = :r"),
+        {"t": tenant_id, "rt": ref_type, "r": str(ref_id)})).one()
+    return int(row.points), int(row.members)
+
+
 async def check_points_consistency(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> list[str]:
     """Differences between the member's kept balance and the sum of their ledger (empty when consistent)."""
     row = (await session.execute(text(

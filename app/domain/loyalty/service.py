@@ -44,6 +44,8 @@ from app.domain.loyalty.points import (
     adjust_points,
     check_points_consistency,
     earn_points,
+    migrated_points,
+    open_points_balance,
     points_balance,
     points_ledger,
     redeem_points,
@@ -68,7 +70,8 @@ __all__ = [
     "DEFAULTS", "CouponLine", "PointsReversal", "RefPoints", "adjust_points", "applicable_fen",
     "check_coupon_consistency", "check_points_consistency", "coupon_discount", "coupon_templates_by_id",
     "create_template", "earn_for", "earn_points", "earned_share", "fen_for_points", "get_settings", "get_template",
-    "issue_coupon", "list_templates", "max_redeem_fen", "member_coupons", "points_balance", "points_for_fen",
+    "issue_coupon", "list_templates", "max_redeem_fen", "member_coupons", "migrated_points", "open_points_balance",
+    "points_balance", "points_for_fen",
     "points_ledger", "present_coupon", "present_settings", "present_template", "put_settings", "quote_coupon",
     "redeem_coupon", "redeem_points", "ref_points", "restore_coupon", "reverse_points", "revoke_coupon",
 ]
@@ -86,7 +89,7 @@ async def _points_timeline(session: AsyncSession, tenant_id: UUID, member_id: UU
     rows = (await session.exec(stmt.order_by(PointsEntry.created_at.desc(), PointsEntry.id.desc())
                                .limit(limit))).all()
     titles = {"earn": "积分获得", "redeem": "积分抵扣", "reverse": "积分冲正", "adjust": "积分调整",
-              "expire": "积分过期", "merge": "积分合并"}
+              "expire": "积分过期", "merge": "积分合并", "migration": "积分迁入"}
     return [TimelineItem(type="points", occurred_at=e.created_at, id=f"points:{e.id}",
                          title=f"{titles.get(e.kind, e.kind)} {e.delta:+d}",
                          data={"kind": e.kind, "delta": e.delta, "balance_after": e.balance_after,

@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Column, Date, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import ARRAY, CheckConstraint, Column, Date, DateTime, Index, Integer, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -32,6 +32,7 @@ class Member(TenantRow, table=True):
         Index("ix_members_id_index", "tenant_id", "id_number_index"),
         Index("ix_members_name_birthday", "tenant_id", "name", "birthday"),
         Index("ix_members_family", "tenant_id", "family_group_id"),
+        Index("ix_members_other_phone_index", "tenant_id", "other_phone_index"),
         tenant_fk(["home_store_id"], "stores"),
         tenant_fk(["owner_staff_id"], "staff"),
         tenant_fk(["referrer_id"], "members"),
@@ -78,6 +79,11 @@ class Member(TenantRow, table=True):
     erased_at: datetime | None = timestamp_field()
     # Who created the row through which channel of import, for repeatable imports.
     external_ref: str | None = Field(default=None, sa_type=Text)
+    # A second contact number (a landline, or any number that is not the mobile above), encrypted like the
+    # phone; its blind index (of the digits, without an extension) finds members who have only a landline.
+    other_phone_encrypted: str | None = Field(default=None, sa_type=Text)
+    other_phone_index: str | None = Field(default=None, sa_type=Text)
+    other_phone_masked: str | None = Field(default=None, sa_type=Text)
 
 
 class TagGroup(TenantRow, table=True):
@@ -185,6 +191,27 @@ class MemberImport(TenantRow, table=True):
     created_by: UUID | None = None
 
 
+class MemberConsent(TenantRow, table=True):
+    """A document the member accepted (the privacy policy at registration in the mini-program), by version.
+
+    Append-only: a new version accepted is a new row; the first acceptance of a version is the one kept."""
+
+    __tablename__ = "member_consents"
+    __table_args__ = (
+        tenant_fk(["member_id"], "members"),
+        UniqueConstraint("tenant_id", "member_id", "kind", "version"),
+        CheckConstraint("kind IN ('privacy_policy')", name="kind_known"),
+    )
+
+    member_id: UUID
+    kind: str = Field(sa_type=Text)
+    version: str = Field(sa_type=Text)
+    accepted_at: datetime = Field(sa_type=DateTime(timezone=True))
+    channel: str = Field(sa_type=Text)  # mini_program
+    # The WeChat account that accepted (the mini-program's openid), as evidence of who clicked.
+    openid: str | None = Field(default=None, sa_type=Text)
+
+
 TENANT_TABLES.update({"members", "tag_groups", "tags", "member_tags", "tag_synonyms", "member_field_definitions",
-                      "family_groups", "member_notes", "member_imports"})
+                      "family_groups", "member_notes", "member_imports", "member_consents"})
 

@@ -53,7 +53,8 @@ async def export_member_data(session: AsyncSession, actor: Actor, member_id: UUI
 PERSONAL_COLUMNS = ("phone_encrypted", "phone_index", "phone_masked", "id_number_encrypted", "id_number_index",
                     "id_number_masked", "gender", "birthday", "address", "notes", "allergy_history", "past_history",
                     "family_history", "health_summary", "family_group_id", "family_role", "family_relation",
-                    "external_ref", "source_channel")
+                    "external_ref", "source_channel", "other_phone_encrypted", "other_phone_index",
+                    "other_phone_masked")
 
 
 def _scrub(member: Member) -> None:
@@ -118,12 +119,14 @@ async def reencrypt_batch(session: AsyncSession, tenant_id: UUID, batch: int = 5
     prefix = keys.active_kid + ":"
     stale_phone = and_(Member.phone_encrypted.is_not(None), ~Member.phone_encrypted.startswith(prefix))
     stale_id = and_(Member.id_number_encrypted.is_not(None), ~Member.id_number_encrypted.startswith(prefix))
-    stmt = (select(Member).where(Member.tenant_id == tenant_id, or_(stale_phone, stale_id))
+    stale_other = and_(Member.other_phone_encrypted.is_not(None), ~Member.other_phone_encrypted.startswith(prefix))
+    stmt = (select(Member).where(Member.tenant_id == tenant_id, or_(stale_phone, stale_id, stale_other))
             .limit(batch).with_for_update(skip_locked=True))
     rows = (await session.exec(stmt)).all()
     for member in rows:
         member.phone_encrypted = crypto.encrypt(crypto.decrypt(member.phone_encrypted))
         member.id_number_encrypted = crypto.encrypt(crypto.decrypt(member.id_number_encrypted))
+        member.other_phone_encrypted = crypto.encrypt(crypto.decrypt(member.other_phone_encrypted))
         session.add(member)
     await session.flush()
     return len(rows)

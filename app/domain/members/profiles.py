@@ -32,9 +32,11 @@ from app.domain.members.loading import (
 )
 from app.domain.members.models import CustomFieldDefinition, Member
 from app.domain.members.normalize import (
+    contact_key,
     mask_id_number,
     mask_phone,
     normalize_id_number,
+    normalize_other_phone,
     normalize_phone,
     pinyin_keys,
 )
@@ -84,6 +86,8 @@ async def _present(session: AsyncSession, actor: Actor, member: Member, tags: li
         await audit.record_read(session, "member.health.read", "member", member.id)
     return MemberOut(
         id=member.id, name=member.name, phone=phone_shown(member, contact), phone_masked=not contact,
+        other_phone=(crypto.decrypt(member.other_phone_encrypted) if contact else member.other_phone_masked)
+        if member.other_phone_encrypted else None,
         gender=member.gender, birthday=member.birthday,
         id_number=(crypto.decrypt(member.id_number_encrypted) if contact else member.id_number_masked)
         if member.id_number_encrypted else None,
@@ -118,6 +122,25 @@ def _set_phone(member: Member, raw: str) -> None:
     member.phone_encrypted = crypto.encrypt(normalized)
     member.phone_index = crypto.blind_index(normalized, purpose="phone")
     member.phone_masked = mask_phone(normalized)
+
+
+def _set_other_phone(member: Member, raw: str | None) -> None:
+    """The second contact (a landline, or a mobile that is not the member's main one); empty clears it."""
+    if raw is None or not raw.strip():
+        member.other_phone_encrypted = member.other_phone_index = member.other_phone_masked = None
+        return
+    normalized = normalize_phone(raw) or normalize_other_phone(raw)
+    if normalized is None:
+        raise Unprocessable("other_phone: not a phone number (a landline such as 021-64381234, or a mobile)",
+                            code="validation_error", field="other_phone")
+    member.other_phone_encrypted = crypto.encrypt(normalized)
+    member.other_phone_index = other_phone_index(normalized)
+    member.other_phone_masked = mask_phone(normalized)
+
+
+def other_phone_index(normalized: str) -> str | None:
+    """The blind index of a normalised second contact (a landline's digits without the extension)."""
+    return crypto.blind_index(contact_key(normalized), purpose="phone")
 
 
 def _set_id_number(member: Member, raw: str | None) -> None:
@@ -197,7 +220,11 @@ def _new_member(actor: Actor, data: MemberCreate, definitions: list[CustomFieldD
                     **data.model_dump(include={"gender", "birthday", "address", "source_channel", "referrer_id",
                                                "owner_staff_id", "home_store_id", "notes"}))
     _set_name(member, data.name)
-    _set_phone(member, data.phone)
+    if data.phone is None and not data.other_phone:  # an imported row may hold only a landline
+        raise Unprocessable("phone: a member needs a phone number", code="validation_error", field="phone")
+    if data.phone is not None:
+        _set_phone(member, data.phone)
+    _set_other_phone(member, data.other_phone)
     _set_id_number(member, data.id_number)
     if data.health is not None:
         _apply_health(member, data.health)
@@ -293,6 +320,8 @@ async def _write_update(session: AsyncSession, actor: Actor, member: Member, dat
         _set_phone(member, data.phone)
     if "id_number" in changes:
         _set_id_number(member, data.id_number)
+    if "other_phone" in changes:
+        _set_other_phone(member, data.other_phone)
     if data.health is not None:
         _apply_health(member, data.health)
     if data.custom_fields is not None:
@@ -353,7 +382,7 @@ async def add_members(session: AsyncSession, actor: Actor, items: list[tuple[Mem
     members: list[Member] = []
     for data, external_ref in items:
         members.append(_new_member(actor, data, definitions, external_ref))
-    indexes = [m.phone_index for m in members]
+    indexes = [m.phone_index for m in members if m.phone_index is not None]  # landline-only: no index
     taken = (await session.execute(text(
         "SELECT id FROM members WHERE tenant_id = :t AND phone_index = ANY(CAST(:indexes AS text[])) LIMIT 1"),
         {"t": actor.tenant_id, "indexes": indexes})).first()

@@ -61,6 +61,8 @@ class MemberBase(Strict):
     notes: str | None = Field(None, max_length=2000)
     custom_fields: dict[str, Any] | None = Field(None, max_length=200)
     health: HealthFields | None = None
+    other_phone: str | None = Field(None, max_length=40, description="A second contact: a landline (座机, e.g. "
+                                    "021-64381234) or any number that is not the member's mobile")
 
     _birthday = field_validator("birthday")(_check_birthday)
 
@@ -71,6 +73,12 @@ class MemberCreate(MemberBase):
     tags: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
 
     _tags = field_validator("tags")(_check_tags)
+
+
+class ImportedMember(MemberCreate):
+    """A member from an import file, whose row may hold only a landline (kept as `other_phone`, no mobile)."""
+
+    phone: str | None = Field(None, min_length=5, max_length=30)  # type: ignore[assignment]
 
 
 class MemberUpdate(MemberBase):
@@ -105,6 +113,7 @@ class MemberOut(BaseModel):
     name: str
     phone: str | None = Field(description="Masked (138****5678) without members.contact:read")
     phone_masked: bool
+    other_phone: str | None = Field(None, description="The second contact (a landline), masked like the phone")
     gender: str | None
     birthday: date | None
     id_number: str | None
@@ -312,6 +321,13 @@ class ImportRowExisting(ImportRowError):
     action: Literal["skip", "update", "unchanged"]
 
 
+class ImportRowSkipped(BaseModel):
+    row: int = Field(description="1-based row number in the file")
+    last_row: int | None = Field(None, description="The last of a run of blank rows")
+    kind: Literal["title", "blank", "totals"]
+    reason: str
+
+
 class ImportColumn(BaseModel):
     column: str
     field: str
@@ -335,5 +351,40 @@ class ImportReport(BaseModel):
     ignored_columns: list[str]
     errors: list[ImportRowError]
     existing: list[ImportRowExisting] = Field(description="Rows matching an existing member by phone")
+    skipped_rows: list[ImportRowSkipped] = Field(default_factory=list, description="Rows that are not members: "
+                                                 "titles above the header, blank rows and totals rows (合计…)")
     created_at: datetime | None
     created_by: UUID | None
+
+
+class OwnProfileUpdate(Strict):
+    """What a patient may change of their own record in the mini-program. Leave a field out to keep it;
+    the phone number is proven through WeChat, never typed (it signs them in)."""
+
+    # Typed without None: an explicit null is refused (a name, gender or birthday is not erased from here).
+    name: Name = Field(None, min_length=1, max_length=50)
+    gender: Gender = Field(None)
+    birthday: date = Field(None)
+    address: str | None = Field(None, max_length=300, description="null clears it")
+
+    _birthday = field_validator("birthday")(_check_birthday)
+
+
+class ChildCreate(Strict):
+    """A child added by a parent in the mini-program: a member without a phone, in the parent's family (one is
+    made, headed by the parent, when they have none)."""
+
+    name: Name = Field(min_length=1, max_length=50)
+    birthday: date = Field(description="A child is under 18 on the day they are added")
+    gender: Gender | None = None
+
+    _birthday = field_validator("birthday")(_check_birthday)
+
+
+class ConsentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str
+    version: str
+    accepted_at: datetime
+    channel: str

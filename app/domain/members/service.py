@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import crypto
 from app.core.actor import Actor
 from app.core.errors import Unauthorized
+from app.domain.members import policies
 from app.domain.members.families import (
     add_family_member,
     create_family,
@@ -34,18 +35,28 @@ from app.domain.members.hooks import care_relationship, merge_mover, timeline_so
 from app.domain.members.loading import tags_by_member
 from app.domain.members.merge import find_duplicates, merge_members
 from app.domain.members.models import Member, MemberStatus
+from app.domain.members.normalize import normalize_other_phone, normalize_phone
 from app.domain.members.privacy import erase_member, export_member_data, reencrypt_batch
 from app.domain.members.profiles import (
     create_member,
     find_by_phone,
     get_member,
     get_member_row,
+    other_phone_index,
     present,
     set_health_sharing,
     touch_last_visit,
     update_member,
 )
+from app.domain.members.relationships import hand_over_relationships
 from app.domain.members.search import search_members
+from app.domain.members.self_service import (
+    SelfRegistration,
+    add_child,
+    consents_of,
+    register_member,
+    update_own_profile,
+)
 from app.domain.members.tags import (
     add_synonym,
     change_tags,
@@ -56,7 +67,7 @@ from app.domain.members.tags import (
     list_tags,
     synonym_map,
 )
-from app.domain.members.timeline import add_note, before_clause, timeline
+from app.domain.members.timeline import add_care_note, add_note, before_clause, timeline
 
 __all__ = [
     # use cases, by module
@@ -64,12 +75,14 @@ __all__ = [
     "create_field_definition", "list_field_definitions", "update_field_definition",
     "find_duplicates", "merge_members",
     "erase_member", "export_member_data", "reencrypt_batch",
+    "hand_over_relationships",
     "create_member", "find_by_phone", "get_member", "get_member_row", "present", "set_health_sharing",
     "touch_last_visit", "update_member",
     "search_members",
+    "SelfRegistration", "add_child", "consents_of", "register_member", "update_own_profile",
     "add_synonym", "change_tags", "create_tag", "create_tag_group", "list_synonyms", "list_tag_groups", "list_tags",
     "synonym_map",
-    "add_note", "before_clause", "timeline",
+    "add_care_note", "add_note", "before_clause", "timeline",
     # where other contexts plug in (care relationships, timeline sources, merge movers)
     "care_relationship", "merge_mover", "timeline_source",
 ]
@@ -163,3 +176,61 @@ async def member_names(session: AsyncSession, tenant_id: UUID, member_ids: set[U
     rows = (await session.execute(select(Member.id, Member.name).where(Member.tenant_id == tenant_id,
                                                                       Member.id.in_(member_ids)))).all()
     return {member_id: name for member_id, name in rows}
+
+
+def normalize_contact(raw: str) -> str | None:
+    """A phone number as members keep it — a mainland mobile, a +country number, or a landline — or None."""
+    return normalize_phone(raw) or normalize_other_phone(raw)
+
+
+async def member_ids_by_contact(session: AsyncSession, tenant_id: UUID,
+                                numbers: set[str]) -> dict[str, UUID | None]:
+    """Active members by phone number as written in a file (`normalize_contact`): a mobile finds the member
+    holding it; a landline finds the one member whose other phone it is (None when several share it, as a
+    household does). Numbers that find nobody are left out. No permission check (the caller has made its own)."""
+    found: dict[str, UUID | None] = {}
+    mobiles: dict[str, list[str]] = {}
+    landlines: dict[str, list[str]] = {}
+    for raw in numbers:
+        if (mobile := normalize_phone(raw)) is not None:
+            mobiles.setdefault(crypto.blind_index(mobile, purpose="phone"), []).append(raw)
+        elif (landline := normalize_other_phone(raw)) is not None:
+            landlines.setdefault(other_phone_index(landline), []).append(raw)
+    if mobiles:
+        rows = (await session.execute(select(Member.phone_index, Member.id).where(
+            Member.tenant_id == tenant_id, Member.status == MemberStatus.ACTIVE,
+            Member.phone_index.in_(list(mobiles))))).all()
+        found |= {raw: member_id for index, member_id in rows for raw in mobiles[index]}
+    if landlines:
+        rows = (await session.execute(select(Member.other_phone_index, Member.id).where(
+            Member.tenant_id == tenant_id, Member.status == MemberStatus.ACTIVE,
+            Member.other_phone_index.in_(list(landlines))))).all()
+        holders: dict[str, set[UUID]] = {}
+        for index, member_id in rows:
+            holders.setdefault(index, set()).add(member_id)
+        for index, ids in holders.items():
+            for raw in landlines[index]:
+                found[raw] = next(iter(ids)) if len(ids) == 1 else None
+    return found
+
+
+async def member_ids_by_external_ref(session: AsyncSession, tenant_id: UUID,
+                                     refs: set[str]) -> dict[str, UUID | None]:
+    """Active members by their number in the old system (会员编号, kept by the member import); None when two
+    members carry the same number. Refs that find nobody are left out. No permission check."""
+    if not refs:
+        return {}
+    rows = (await session.execute(select(Member.external_ref, Member.id).where(
+        Member.tenant_id == tenant_id, Member.status == MemberStatus.ACTIVE,
+        Member.external_ref.in_(list(refs))))).all()
+    found: dict[str, UUID | None] = {}
+    for ref, member_id in rows:
+        found[ref] = member_id if found.get(ref, member_id) == member_id else None
+    return found
+
+
+async def in_care(session: AsyncSession, actor: Actor, member_id: UUID) -> bool:
+    """Whether the staff member serves this member — owns the relationship, or has (or had) an appointment
+    with them: the rule that opens health data to roles bound to their patients. False for no such member."""
+    member = await session.get(Member, (actor.tenant_id, member_id))
+    return member is not None and await policies.in_care_of(session, actor, member)

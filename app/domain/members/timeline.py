@@ -14,8 +14,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import audit
 from app.core.actor import Actor
-from app.core.errors import BadRequest
+from app.core.errors import BadRequest, Forbidden
 from app.core.pagination import PageParams, decode_cursor
+from app.domain.members import policies
 from app.domain.members.hooks import PATIENT_HIDDEN_KEYS, PATIENT_HIDDEN_SOURCES, TIMELINE_SOURCES, timeline_source
 from app.domain.members.loading import load_member, require_active
 from app.domain.members.models import Member, MemberNote
@@ -25,6 +26,22 @@ from app.domain.members.schemas import NoteCreate, TimelineItem
 async def add_note(session: AsyncSession, actor: Actor, member_id: UUID, data: NoteCreate) -> MemberNote:
     actor.require("members:write")
     member = await load_member(session, actor, member_id)
+    return await _write_note(session, actor, member, data)
+
+
+async def add_care_note(session: AsyncSession, actor: Actor, member_id: UUID, data: NoteCreate) -> MemberNote:
+    """A note from whoever serves the member (the WeCom sidebar): `members:write` notes on anyone;
+    `members.notes:write` alone (therapists) only on members in their care, as the health rule reads it."""
+    if actor.can("members:write"):
+        return await add_note(session, actor, member_id, data)
+    actor.require("members:read", "members.notes:write")
+    member = await load_member(session, actor, member_id)
+    if not await policies.in_care_of(session, actor, member):
+        raise Forbidden("notes on this member are only for staff caring for them", code="not_in_care")
+    return await _write_note(session, actor, member, data)
+
+
+async def _write_note(session: AsyncSession, actor: Actor, member: Member, data: NoteCreate) -> MemberNote:
     require_active(member)
     note = MemberNote(tenant_id=actor.tenant_id, member_id=member.id, author_type=actor.kind, author_id=actor.id,
                       body=data.body)

@@ -126,4 +126,52 @@ class OutboundMessage(TenantRow, table=True):
 
 TENANT_TABLES.update({"message_templates", "message_consents", "outbound_messages"})
 
-__all__ = ["MessageChannel", "MessageConsent", "MessageStatus", "MessageTemplate", "OutboundMessage"]
+
+class ConsentResult:
+    """What `wx.requestSubscribeMessage` answers per template id."""
+
+    ACCEPT = "accept"  # one message of this template may be sent
+    REJECT = "reject"  # the user declined this time
+    BAN = "ban"  # the user switched subscriptions off for the whole mini-program
+    FILTER = "filter"  # WeChat filtered the template (title collides with another of the app's)
+    ALL = (ACCEPT, REJECT, BAN, FILTER)
+
+
+class MessageConsentRecord(TenantRow, table=True):
+    """Append-only evidence of each answer the member gave to a subscribe-message request: which template,
+    what they chose and when. `message_consents` keeps the usable count; this keeps the history."""
+
+    __tablename__ = "message_consent_records"
+    __table_args__ = (
+        tenant_fk(["member_id"], "members"),
+        Index("ix_message_consent_records_member", "tenant_id", "member_id", "created_at"),
+        CheckConstraint("result IN ('accept', 'reject', 'ban', 'filter')", name="result_known"),
+    )
+
+    member_id: UUID
+    wechat_template_id: str = Field(sa_type=Text)
+    result: str = Field(sa_type=Text)
+    template_key: str | None = Field(default=None, sa_type=Text)  # our template using it, when one does
+    scene: str | None = Field(default=None, sa_type=Text)  # where the mini-program asked (e.g. waitlist)
+
+
+TENANT_TABLES.add("message_consent_records")
+
+__all__ = ["ConsentResult", "MessageChannel", "MessageConsent", "MessageConsentRecord", "MessageStatus",
+           "MessageTemplate", "OutboundMessage"]
+
+
+class StaffAlertSetting(SQLModel, table=True):
+    """Whether one kind of staff alert (`alerts.ALERT_KINDS`) is on for the tenant. A kind without a row is
+    on: alerts work from a tenant's first day, and switching one off is an explicit, audited choice."""
+
+    __tablename__ = "staff_alert_settings"
+
+    tenant_id: UUID = Field(primary_key=True, foreign_key="tenants.id")
+    kind: str = Field(primary_key=True, sa_type=Text)
+    enabled: bool = True
+    updated_at: datetime | None = timestamp_field()
+    updated_by_id: UUID | None = None
+
+
+TENANT_TABLES.add("staff_alert_settings")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
 from app.core.schemas import Strict
 
@@ -120,3 +120,33 @@ class MessageOut(BaseModel):
     sent_at: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
+
+
+# ---------------------------------------------------------------- alerts to staff
+
+
+class AlertSettingOut(BaseModel):
+    kind: str = Field(description="task_assigned, task_overdue, refund_pending_approval, low_stock, "
+                                  "order_completion_failed")
+    name: str
+    enabled: bool
+    recipients: str = Field(description="Who is told")
+    template_key: str = Field(description="The message template the alert renders (editable)")
+    updated_at: datetime | None
+
+
+class AlertSettingsOut(BaseModel):
+    items: list[AlertSettingOut]
+
+
+class AlertSettingsUpdate(Strict):
+    """Kinds to switch on (true) or off (false); kinds left out stay as they are."""
+
+    task_assigned: StrictBool | None = None
+    task_overdue: StrictBool | None = None
+    refund_pending_approval: StrictBool | None = None
+    low_stock: StrictBool | None = None
+    order_completion_failed: StrictBool | None = None
+
+    _given = field_validator("task_assigned", "task_overdue", "refund_pending_approval", "low_stock",
+                             "order_completion_failed")(_not_null)

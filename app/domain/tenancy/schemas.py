@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from app.core.clock import DEFAULT_TIMEZONE, valid_timezone
-from app.core.schemas import Name
+from app.core.schemas import ImageUrl, Name, Strict
 
 TENANT_CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{1,31}$"
 
@@ -74,3 +74,34 @@ class TenantOut(BaseModel):
     id: UUID
     code: str
     name: str
+
+
+class StoreListing(Strict):
+    """How the store shows in the mini-program (replaces the whole listing). Name, address and phone are the
+    store's own (PATCH /stores/{id}); opening hours are PUT /stores/{id}/hours."""
+
+    published: StrictBool = Field(description="Patients see the store (and book there) only when true")
+    description: str | None = Field(None, max_length=500, description="A short introduction (交通, 停车, 特色)")
+    latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False,
+                                   description="GCJ-02, as wx.getLocation({type: 'gcj02'}) and Chinese maps give it")
+    longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False, validate_default=True,
+                                    description="GCJ-02")
+    photos: list[ImageUrl] = Field(default_factory=list, max_length=9, description="https image URLs, first is "
+                                   "the cover")
+
+    @field_validator("longitude")
+    @classmethod
+    def _coordinates_together(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Named on longitude (validated after latitude): one without the other places the store nowhere.
+        if "latitude" in info.data and (info.data["latitude"] is None) != (value is None):
+            raise ValueError("latitude and longitude come together")
+        return value
+
+
+class StoreListingOut(BaseModel):
+    store_id: UUID
+    published: bool
+    description: str | None
+    latitude: float | None
+    longitude: float | None
+    photos: list[str]

@@ -18,7 +18,14 @@ from app.core.errors import Conflict, NotFound
 from app.core.pagination import PageParams, fetch_page
 from app.core.rows import get_or_404
 from app.domain.tenancy.models import Store, Tenant
-from app.domain.tenancy.schemas import StoreCreate, StoreOut, StoreUpdate, TenantSettings
+from app.domain.tenancy.schemas import (
+    StoreCreate,
+    StoreListing,
+    StoreListingOut,
+    StoreOut,
+    StoreUpdate,
+    TenantSettings,
+)
 
 
 async def get_tenant_by_code(session: AsyncSession, code: str) -> Tenant | None:
@@ -154,3 +161,47 @@ async def tenant_settings(session: AsyncSession, tenant_id: UUID) -> TenantSetti
 async def tenant_by_code(session: AsyncSession, code: str) -> Tenant | None:
     """The tenant with this code (active or not), or None: a tenant named in a URL or a setting."""
     return await get_tenant_by_code(session, code)
+
+
+# ---------------------------------------------------------------- the mini-program listing
+
+
+def _listing_out(store: Store) -> StoreListingOut:
+    return StoreListingOut(store_id=store.id, published=store.published, description=store.description,
+                           latitude=store.latitude, longitude=store.longitude, photos=list(store.photos))
+
+
+async def get_store_listing(session: AsyncSession, actor: Actor, store_id: UUID) -> StoreListingOut:
+    return _listing_out(await get_store(session, actor, store_id))
+
+
+async def set_store_listing(session: AsyncSession, actor: Actor, store_id: UUID,
+                            data: StoreListing) -> StoreListingOut:
+    """Replace how the store shows in the mini-program; a closed store cannot be published."""
+    actor.require("stores:write")
+    store = await get_or_404(session, Store, actor.tenant_id, store_id, code="store_not_found", lock=True)
+    actor.require_store(store.id)
+    if data.published and not store.active:
+        raise Conflict("a closed store cannot be published", code="store_inactive", field="published")
+    before = _listing_out(store).model_dump(mode="json", exclude={"store_id"})
+    for field, value in data.model_dump().items():
+        setattr(store, field, value)
+    session.add(store)
+    await session.flush()
+    audit.record(session, "store.listing", "store", store.id, before=before, after=data.model_dump(mode="json"))
+    return _listing_out(store)
+
+
+async def published_stores(session: AsyncSession, tenant_id: UUID) -> list[Store]:
+    """The stores patients may see: open and published, by name; no permission check (they are public)."""
+    return list((await session.exec(select(Store).where(
+        Store.tenant_id == tenant_id, Store.active.is_(True), Store.published.is_(True))
+        .order_by(Store.name, Store.id))).all())
+
+
+async def published_store(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> Store:
+    """One store patients may see; 404 `store_not_found` when there is none, or it is closed or unpublished."""
+    store = await session.get(Store, (tenant_id, store_id))
+    if store is None or not store.active or not store.published:
+        raise NotFound("store not found", code="store_not_found")
+    return store

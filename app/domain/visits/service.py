@@ -9,6 +9,7 @@ back and nothing of it remains.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 REF = "service_record"
 CARE_MESSAGE_DELAY = timedelta(hours=24)
+# A service record carried over from the clinic's old system: history, already paid and settled there.
+MIGRATION = "migration"
 
 
 async def _performer(session: AsyncSession, actor: Actor, staff_id: UUID, store_id: UUID) -> Staff:
@@ -107,6 +110,45 @@ async def complete_authorized(session: AsyncSession, actor: Actor, data: Service
                "card_id": str(data.card_id) if data.card_id else None, "completed_at": performed_at.isoformat()}
     await emit(session, SERVICE_COMPLETED, payload)
     return record, remaining, amount
+
+
+@dataclass(frozen=True)
+class PastVisit:
+    """One visit from the old system's history (the caller has matched the member, service, staff and store)."""
+
+    id: UUID
+    member_id: UUID
+    store_id: UUID
+    service_id: UUID
+    staff_id: UUID
+    performed_at: datetime
+    notes: str | None = None
+
+
+async def record_past_visits(session: AsyncSession, actor: Actor, visits: list[PastVisit]) -> int:
+    """Write history from the old system as service records settled `migration`: what was done, by whom and
+    when, and the members' last visits. Nothing else a completion does happens again — no card session, stock,
+    commission or event (a care message for a visit of 2019 would be absurd); the old system settled them.
+    For a caller that has authorised the import (cards:import) and matched every id; returns how many."""
+    if not visits:
+        return 0
+    services = await catalog.services_by_id(session, actor.tenant_id, {v.service_id for v in visits})
+    missing = {v.service_id for v in visits} - set(services)
+    if missing:
+        raise Unprocessable(f"service_id: no such service {sorted(map(str, missing))[0]}", code="validation_error",
+                            field="service_id")
+    session.add_all(ServiceRecord(
+        tenant_id=actor.tenant_id, id=v.id, member_id=v.member_id, store_id=v.store_id, service_id=v.service_id,
+        staff_id=v.staff_id, settlement=MIGRATION, list_price=services[v.service_id].price, earned_amount=0,
+        duration_minutes=services[v.service_id].duration_minutes, notes=v.notes, completed_at=v.performed_at)
+        for v in visits)
+    await session.flush()
+    latest: dict[UUID, datetime] = {}
+    for visit in visits:
+        latest[visit.member_id] = max(latest.get(visit.member_id, visit.performed_at), visit.performed_at)
+    for member_id, at in latest.items():
+        await members.touch_last_visit(session, actor.tenant_id, member_id, at)
+    return len(visits)
 
 
 async def _record(session: AsyncSession, actor: Actor, record_id: UUID, *, for_update: bool = False) -> ServiceRecord:
@@ -279,3 +321,28 @@ async def _move_records(session: AsyncSession, tenant_id: UUID, duplicate_id: UU
                                                                ServiceRecord.member_id == duplicate_id)
                                   .values(member_id=survivor_id))
     return {"service_records": moved.rowcount}
+
+
+# ---------------------------------------------------------------- read API (for other contexts)
+
+
+async def completed_records_of(session: AsyncSession, tenant_id: UUID, member_ids: set[UUID],
+                               params: PageParams) -> tuple[list[ServiceRecord], str | None]:
+    """The members' performed services (reversed ones left out), newest first, a page at a time; no
+    permission check (the caller has made its own: a patient's past visits)."""
+    if not member_ids:
+        return [], None
+    stmt = select(ServiceRecord).where(ServiceRecord.tenant_id == tenant_id, ServiceRecord.member_id.in_(member_ids),
+                                       ServiceRecord.status == "completed")
+    rows, cursor = await paginate(session, stmt, ServiceRecord.id, params, descending=True)
+    return list(rows), cursor
+
+
+async def migrated_visit_count(session: AsyncSession, tenant_id: UUID, record_ids: list[UUID]) -> int:
+    """How many of these service records exist as history carried over from the old system; no permission check."""
+    if not record_ids:
+        return 0
+    count = (await session.execute(select(func.count()).select_from(ServiceRecord).where(
+        ServiceRecord.tenant_id == tenant_id, ServiceRecord.settlement == MIGRATION,
+        ServiceRecord.id.in_(record_ids)))).scalar_one()
+    return int(count)

@@ -325,18 +325,26 @@ async def _known_contact(session: AsyncSession, redis: Redis, tenant_id: UUID,
 async def member_for_external_contact(session: AsyncSession, redis: Redis, actor: Actor,
                                       external_userid: str) -> MemberOut:
     """The member beside the sidebar's chat: a stored link, or a unionid match with a mini-program login."""
+    member_id = await member_id_for_external_contact(session, redis, actor, external_userid)
+    return await members.get_member(session, actor, member_id)
+
+
+async def member_id_for_external_contact(session: AsyncSession, redis: Redis, actor: Actor,
+                                         external_userid: str) -> UUID:
+    """Who the sidebar's chat partner is (a stored link, else a unionid match with a mini-program login,
+    remembered as a link): 404 `external_contact_not_found` for a contact neither we nor WeCom know,
+    404 `external_contact_not_linked` for one that is no member yet."""
     actor.require("members:read")
     link = await session.get(MemberWecomLink, (actor.tenant_id, external_userid))
-    if link is None:
-        contact = await _known_contact(session, redis, actor.tenant_id, external_userid)
-        if contact is None:
-            raise NotFound("no such WeCom external contact", code="external_contact_not_found")
-        member_id = await _linked_member(session, actor.tenant_id, contact)
-        if member_id is None:
-            raise NotFound("this external contact is not linked to a member yet", code="external_contact_not_linked")
-    else:
-        member_id = link.member_id
-    return await members.get_member(session, actor, member_id)
+    if link is not None:
+        return link.member_id
+    contact = await _known_contact(session, redis, actor.tenant_id, external_userid)
+    if contact is None:
+        raise NotFound("no such WeCom external contact", code="external_contact_not_found")
+    member_id = await _linked_member(session, actor.tenant_id, contact)
+    if member_id is None:
+        raise NotFound("this external contact is not linked to a member yet", code="external_contact_not_linked")
+    return member_id
 
 
 async def link_external_contact(session: AsyncSession, redis: Redis, actor: Actor, external_userid: str,
@@ -354,6 +362,17 @@ async def link_external_contact(session: AsyncSession, redis: Redis, actor: Acto
                 actor.id if actor.kind == "staff" else None)
     audit.record(session, "wecom.link", "member", member.id, external_userid=external_userid)
     return await members.present(session, actor, member)
+
+
+async def link_known_contact(session: AsyncSession, actor: Actor, external_userid: str, member_id: UUID, *,
+                             name: str, follow_userids: list[str]) -> None:
+    """Record an external contact as WeCom described it elsewhere (an export from the WeCom console, the demo
+    tenant) and link it to the member by hand, without asking WeCom."""
+    actor.require("members:write")
+    await _upsert_contact(session, actor.tenant_id, external_userid, name=name, follow_userids=follow_userids)
+    await _link(session, actor.tenant_id, external_userid, member_id, "manual",
+                actor.id if actor.kind == "staff" else None)
+    audit.record(session, "wecom.link", "member", member_id, external_userid=external_userid)
 
 
 # ---------------------------------------------------------------------- callbacks
