@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.api.routing import authenticate
+from app.api.routing import authenticate, request_state
 from app.core.actor import Actor
 from app.core.context import RequestContext, current_context, set_context
 from app.core.errors import Unauthorized
@@ -22,7 +22,8 @@ STAFF_AND_INTEGRATION = ("staff", "integration")
 
 
 async def get_db(request: Request) -> AsyncSession:
-    return request.state.db
+    session: AsyncSession = request_state(request)["db"]
+    return session
 
 
 async def get_redis(request: Request) -> Redis:
@@ -35,16 +36,17 @@ def client_ip(request: Request) -> str | None:
 
 async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
     claims = authenticate(request)
+    state = request_state(request)
     if claims is None:
-        raise Unauthorized(request.state.token_error or "sign in first: send 'Authorization: Bearer <token>'",
-                           code="invalid_token" if request.state.token_error else "not_authenticated")
+        raise Unauthorized(state["token_error"] or "sign in first: send 'Authorization: Bearer <token>'",
+                           code="invalid_token" if state["token_error"] else "not_authenticated")
     # The audience decides before anything is loaded: a token meant for another kind of caller is
     # refused as such, whether or not its subject exists.
     if claims["aud"] not in audiences:
         raise Unauthorized(f"a {claims['aud']} token is not accepted here", code="wrong_audience")
-    cached: Actor | None = getattr(request.state, "actor", None)
+    cached: Actor | None = state.get("actor")
     if cached is None:
-        session: AsyncSession = request.state.db
+        session: AsyncSession = state["db"]
         tenant_id, subject = UUID(claims["tid"]), UUID(claims["sub"])
         if claims["aud"] == "staff":
             sid = claims.get("sid")
@@ -59,7 +61,7 @@ async def _load_actor(request: Request, audiences: tuple[str, ...]) -> Actor:
             cached = await members.load_patient_actor(session, tenant_id, subject)
             if claims.get("openid"):  # the WeChat account the token was issued for (pays as it)
                 cached = replace(cached, extra={**cached.extra, "openid": str(claims["openid"])})
-        request.state.actor = cached
+        state["actor"] = cached
         ctx = current_context()
         set_context(RequestContext(request_id=ctx.request_id, ip=ctx.ip,
                                    actor_type=cached.kind, actor_id=str(cached.id)))

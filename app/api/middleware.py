@@ -87,9 +87,19 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if (declared is None or declared == b"0") and b"transfer-encoding" not in headers:
+            # No body (most reads): nothing to count or replay, only the path and query to check.
+            own_checks = scope["path"].startswith(self.own_input_checks)
+            errors = [] if own_checks else unstorable_errors(scope, None, "")
+            if errors:
+                await _send_problem(send, validation_problem(errors, scope["path"]))
+                return
+            await self.app(scope, receive, send)
+            return
         max_bytes = self.limit_for(scope["path"])
         too_large = PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
-        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             await _send_problem(send, too_large.problem(scope["path"]))
             return

@@ -9,12 +9,12 @@ from uuid import UUID
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from app.api.errors import install_error_handlers
 from app.core import audit
-from app.core.db import session_scope
+from app.core.db import fetch, get_engine, session_scope
 from app.core.outbox import emit
 from tests.factories import new_tenant
 
@@ -115,3 +115,39 @@ async def test_events_and_audit_entries_of_a_rolled_back_savepoint_are_not_writt
             {"t": tenant})).scalars().all()
     assert payloads == [{"kept": True}]
     assert actions == ["probe.kept"]
+
+
+async def test_each_transaction_keeps_its_own_connection_when_scopes_interleave(app):
+    """The ORM of a transaction runs on the connection that transaction began on, even when the session is
+    first used while another transaction is open in the same task."""
+    async with session_scope(system=True) as outer:
+        outer_pid = (await fetch(outer, "SELECT pg_backend_pid() AS pid"))[0]["pid"]
+        async with session_scope(system=True) as inner:
+            inner_pid = (await inner.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            first_orm_use = (await outer.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert inner_pid != outer_pid and first_orm_use == outer_pid
+        await outer.execute(text("CREATE TEMP TABLE seen_by_orm (v int) ON COMMIT DROP"))
+        await outer.execute(text("INSERT INTO seen_by_orm VALUES (7)"))
+        assert (await fetch(outer, "SELECT v FROM seen_by_orm"))[0]["v"] == 7
+
+
+async def test_a_read_through_prepared_statements_never_checks_out_an_orm_connection(client):
+    kit = await new_tenant(client)
+    await kit.store("静安店")
+    checkouts: list[object] = []
+
+    def count(*_: object) -> None:
+        checkouts.append(1)
+
+    pool = get_engine().sync_engine.pool
+    event.listen(pool, "checkout", count)
+    try:
+        for _ in range(3):
+            assert (await kit.get("/stores")).status_code == 200
+    finally:
+        event.remove(pool, "checkout", count)
+    assert checkouts == []
+    # The ORM still works over the same connections, across transactions (its prepared statements survive
+    # the connection going back to the pool between them).
+    for name in ("徐汇店", "浦东店", "长宁店"):
+        assert (await kit.post("/stores", {"name": name})).status_code == 201

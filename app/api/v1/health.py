@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
-from app.core.db import get_engine
+from app.core import db
 from app.core.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
@@ -13,8 +12,7 @@ router = APIRouter(tags=["health"])
 async def healthz() -> dict[str, str]:
     """200 `{"status": "ok"}` once the database answers."""
     try:
-        async with get_engine().connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await db.ping()
     except Exception as exc:  # noqa: BLE001 - any failure to reach the database means not ready
         raise ServiceUnavailable("database unreachable", code="database_unavailable") from exc
     return {"status": "ok"}

@@ -23,6 +23,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import db
 from app.core.clock import utcnow
 from app.core.db import SessionFactory
 from app.core.settings import get_settings
@@ -35,10 +36,9 @@ _REVOKED_SINCE = text(
     "SELECT family_id, max(revoked_at) AS revoked_at FROM refresh_tokens "
     "WHERE revoked_at IS NOT NULL AND revoked_at > :since GROUP BY family_id"
 )
-_FAMILY_REVOKED = text(
-    "SELECT 1 FROM refresh_tokens WHERE tenant_id = :tenant_id AND family_id = CAST(:family_id AS uuid) "
-    "AND revoked_at IS NOT NULL LIMIT 1"
-)
+# A prepared statement (db.fetch): it runs on the request path whenever the poller is not fresh.
+_FAMILY_REVOKED = ("SELECT 1 FROM refresh_tokens WHERE tenant_id = $1 AND family_id = CAST($2 AS uuid) "
+                   "AND revoked_at IS NOT NULL LIMIT 1")
 # Re-read this much before the newest revocation seen: another process's clock may run a little behind.
 CLOCK_SLACK = timedelta(seconds=60)
 
@@ -92,10 +92,10 @@ class RevokedSessions:
             return True
         if self.fresh(get_settings().revocation_poll_seconds * 2):
             return False
-        found = (await session.execute(_FAMILY_REVOKED, {"tenant_id": tenant_id, "family_id": sid})).first()
-        if found is not None:
+        found = bool(await db.fetch(session, _FAMILY_REVOKED, tenant_id, sid))
+        if found:
             self._revoked[sid] = utcnow()
-        return found is not None
+        return found
 
     async def poll(self, sessions: SessionFactory, stop: asyncio.Event) -> None:
         """Keep this process's knowledge fresh until `stop` is set (run beside the API)."""
