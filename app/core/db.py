@@ -21,11 +21,12 @@ session machinery — about two thirds of what a small request cost in the datab
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -201,6 +202,46 @@ class _TransactionSession(Session):
             super()._flush(objects)
 
 
+def _in_turn(name: str) -> Any:
+    method = getattr(AsyncSession, name)
+
+    @functools.wraps(method)
+    async def in_turn(self: TransactionSession, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn:
+            return await method(self, *args, **kwargs)
+
+    return in_turn
+
+
+class TransactionSession(AsyncSession):
+    """The session of one transaction. Its statements take turns: GraphQL resolves the fields of a query
+    concurrently, all on the request's one transaction, and one connection runs one statement at a time
+    (asyncpg refuses a second, SQLAlchemy's session a concurrent use). Only the methods that reach the
+    connection themselves wait (`scalars` goes through `execute`, so it is not wrapped twice); `fetch` and
+    `execute` of this module wait too. Each waits per statement, so DataLoaders still batch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.turn = asyncio.Lock()
+
+    refresh = _in_turn("refresh")
+    run_sync = _in_turn("run_sync")
+    execute = _in_turn("execute")
+    exec = _in_turn("exec")
+    scalar = _in_turn("scalar")
+    get = _in_turn("get")
+    get_one = _in_turn("get_one")
+    stream = _in_turn("stream")
+    delete = _in_turn("delete")
+    delete_all = _in_turn("delete_all")
+    merge = _in_turn("merge")
+    merge_all = _in_turn("merge_all")
+    flush = _in_turn("flush")
+    connection = _in_turn("connection")
+    commit = _in_turn("commit")
+    rollback = _in_turn("rollback")
+
+
 class _Transactions:
     """One kind of transaction (requests and jobs, or system): the driver pool its connections come from
     and the ORM sessions laid over them."""
@@ -210,7 +251,7 @@ class _Transactions:
         self.size = size
         # After a restart every pooled connection is dead, so as many tries as the pool holds, and one more.
         self.begin_tries = size + 1
-        self.sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False,
+        self.sessions = async_sessionmaker(engine, class_=TransactionSession, expire_on_commit=False,
                                            sync_session_class=_TransactionSession)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -379,18 +420,24 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Rec
     codec) and take text as parameters. Row-level security applies as to any statement of the transaction."""
     if _pending(session):
         await session.flush()  # what the ORM would do before a query: the read sees this transaction's changes
-    return await _session_driver(session).fetch(sql, *args)
+    async with _turn(session):
+        return await _session_driver(session).fetch(sql, *args)
 
 
 async def execute(session: AsyncSession, sql: str, *args: Any) -> None:
     """`fetch` for a statement that returns nothing (an INSERT of a hot path)."""
-    await _session_driver(session).execute(sql, *args)
+    async with _turn(session):
+        await _session_driver(session).execute(sql, *args)
 
 
 def _session_driver(session: AsyncSession) -> asyncpg.Connection:
     """The transaction's asyncpg connection (kept in the session by `session_scope`)."""
     driver: asyncpg.Connection = session.info[_DRIVER]
     return driver
+
+
+def _turn(session: AsyncSession) -> AbstractAsyncContextManager[Any]:
+    return session.turn if isinstance(session, TransactionSession) else nullcontext()
 
 
 def _pending(session: AsyncSession) -> bool:

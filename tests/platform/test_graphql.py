@@ -244,3 +244,16 @@ async def test_graphiql_is_served_only_where_it_is_enabled(client):
                        prefix="/graphql")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://careloop.test") as own:
         assert (await own.get("/graphql", headers={"accept": "text/html"})).status_code == 404
+
+
+async def test_fields_of_one_query_resolved_concurrently_share_the_transaction_in_turn(client):
+    """GraphQL resolves root fields (and list items) concurrently, all on the request's one connection."""
+    kit = await new_tenant(client)
+    for name in ("静安店", "徐汇店", "浦东店"):
+        await kit.store(name)
+    fields = " ".join(f"s{i}: stores(limit: {i + 1}) {{ items {{ name }} }} m{i}: me {{ stores {{ name }} }}"
+                      for i in range(6))
+    body = await gql(kit, "{ " + fields + " }")
+    assert "errors" not in body, body.get("errors")
+    assert [len(body["data"][f"s{i}"]["items"]) for i in range(6)] == [1, 2, 3, 3, 3, 3]
+    assert all(len(body["data"][f"m{i}"]["stores"]) == 3 for i in range(6))

@@ -151,3 +151,12 @@ async def test_a_read_through_prepared_statements_never_checks_out_an_orm_connec
     # the connection going back to the pool between them).
     for name in ("徐汇店", "浦东店", "长宁店"):
         assert (await kit.post("/stores", {"name": name})).status_code == 201
+
+
+async def test_statements_of_one_transaction_run_one_at_a_time_when_awaited_together(app):
+    async with session_scope(system=True) as session:
+        answers = await asyncio.gather(
+            *[fetch(session, "SELECT $1::int AS v FROM pg_sleep(0.01)", i) for i in range(4)],
+            *[session.execute(text("SELECT CAST(:v AS int)"), {"v": 10 + i}) for i in range(4)])
+    assert [a[0]["v"] for a in answers[:4]] == [0, 1, 2, 3]
+    assert [a.scalar_one() for a in answers[4:]] == [10, 11, 12, 13]
