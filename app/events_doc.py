@@ -21,8 +21,9 @@ def _short(handler: str) -> str:
 
 
 def consumers(topic: str) -> list[str]:
-    """Who reacts to `topic`: handlers by their module path, and `webhook` when integrators may subscribe."""
-    found = [_short(name) for name in consumers_of(topic)]
+    """Who reacts to `topic`: handlers by their module path (sorted: the order they registered in depends
+    on which modules were imported first), and `webhook` when integrators may subscribe."""
+    found = sorted(_short(name) for name in consumers_of(topic))
     if topic in WEBHOOK_TOPICS:
         found.append("webhook")
     return found
