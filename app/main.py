@@ -114,7 +114,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 await app.state.redis.aclose()
             await db.dispose_engine()
 
+    telemetry = {} if settings.telemetry_enabled else {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
+        telemetry=telemetry,  # type: ignore[arg-type]
         title="CareLoop API",
         version="1.0.0",
         description=DESCRIPTION,

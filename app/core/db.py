@@ -449,8 +449,11 @@ async def _begin(pool: asyncpg.Pool, begin: str, tries: int) -> asyncpg.pool.Poo
     closed and the next one tried: nothing had been sent, so nothing can happen twice. After a restart every
     pooled connection is dead, so as many tries as the pool holds, and one for a fresh connection."""
     for attempt in range(1, tries + 1):
+        # The wait is bounded only when the pool is exhausted: a timeout is a timer per acquisition, a
+        # visible share of a small request, and with a free slot nothing waits (no await until it is taken).
+        exhausted = pool.get_size() - pool.get_idle_size() >= pool.get_max_size()
         try:
-            lease = await pool.acquire(timeout=_ACQUIRE_TIMEOUT)
+            lease = await pool.acquire(timeout=_ACQUIRE_TIMEOUT if exhausted else None)
         except _NO_CONNECTION as exc:  # PostgreSQL is down or refusing, or every connection stayed busy
             log.warning("no database connection for a transaction: %s: %s", type(exc).__name__, exc)
             raise DatabaseUnavailable() from exc

@@ -29,10 +29,12 @@ class Settings(BaseSettings):
     # db_app_role), so no statement can leave row-level security. Unset: the owner connection switches
     # role per transaction (development). Embedded mode creates and uses such a role by itself.
     app_database_url: str | None = None
-    # Connections kept open per process, and extra ones opened in a burst and closed when returned. Kept
-    # ones are cheap; an overflow connection costs a connect (TLS attempt, authentication) every time.
+    # Together the most connections a process opens for request and job transactions (app/core/db.py).
     db_pool_size: int = 25
     db_max_overflow: int = 10
+    # FastAPI's native OpenTelemetry (spans, metrics, logs through the globally configured providers). Off,
+    # it is not even asked whether a provider is configured: that look-up costs ~6 % of a small request.
+    telemetry_enabled: bool = False
     redis_url: str | None = None
     # Prefix for every Redis key and the arq queue, so several deployments (or test runs) share one Redis.
     redis_prefix: str = "careloop"
