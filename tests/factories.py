@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import text
 
 from app.core import audit
 from app.core.db import session_scope
-from app.seed import create_tenant_with_owner
+from app.seed import DEMO_PASSWORD, DEMO_TENANT, create_tenant_with_owner, seed_demo
 from app.workers import dispatch as _dispatch  # noqa: F401  discovers the handlers, as the worker process does
 from app.workers.dispatch import dispatch_event
 
@@ -86,3 +88,17 @@ async def deliver(tenant_id: uuid.UUID | str, topic: str) -> list[str]:
     if errors:
         print("handler errors:", errors)  # shown by pytest when the test then fails
     return results
+
+
+async def demo_reader(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict]]:
+    """The demo tenant (seeded once per test database) read as its owner: `await get("/orders", limit=5)`
+    answers the JSON of a 200 (anything else fails the test)."""
+    await seed_demo(if_missing=True)
+    headers = {"Authorization": f"Bearer {await login(client, DEMO_TENANT, 'owner', DEMO_PASSWORD)}"}
+
+    async def get(path: str, **params: Any) -> dict:
+        r = await client.get(f"/api/v1{path}", headers=headers, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    return get

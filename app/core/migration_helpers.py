@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 from app.core.settings import get_settings
@@ -59,3 +60,23 @@ def append_only(table: str) -> None:
         f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION careloop_append_only()"
     )
+
+
+def grant_preset_permissions(permissions: list[str], presets: list[str]) -> None:
+    """Give the preset roles named `presets` of every existing tenant the new `permissions`.
+
+    Sorted by code point (COLLATE "C"), as the catalogue writes them, so the start-up sync of preset roles
+    finds nothing left to change."""
+    op.get_bind().execute(sa.text(
+        'UPDATE roles SET permissions = ARRAY(SELECT p FROM (SELECT DISTINCT unnest(permissions || '
+        'CAST(:new AS text[])) AS p) AS d ORDER BY p COLLATE "C") '
+        'WHERE preset AND name = ANY(CAST(:presets AS text[])) AND NOT permissions @> CAST(:new AS text[])'),
+        {'new': permissions, 'presets': presets})
+
+
+def revoke_preset_permissions(permissions: list[str]) -> None:
+    """Take `permissions` back from every preset role (the downgrade of `grant_preset_permissions`)."""
+    op.get_bind().execute(sa.text(
+        'UPDATE roles SET permissions = ARRAY(SELECT p FROM unnest(permissions) AS p '
+        'WHERE p <> ALL(CAST(:new AS text[])) ORDER BY p COLLATE "C") WHERE preset'),
+        {'new': permissions})

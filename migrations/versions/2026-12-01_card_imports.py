@@ -74,20 +74,11 @@ def upgrade() -> None:
     mh.tenant_table('card_import_refs', 'SELECT, INSERT')
     mh.append_only('card_import_refs')
 
-    # Sorted by code point (COLLATE "C"), as the catalogue writes them, so the start-up sync of preset roles
-    # finds nothing left to change.
-    op.get_bind().execute(sa.text(
-        'UPDATE roles SET permissions = ARRAY(SELECT p FROM (SELECT DISTINCT unnest(permissions || '
-        'CAST(:new AS text[])) AS p) AS d ORDER BY p COLLATE "C") '
-        'WHERE preset AND name = ANY(CAST(:presets AS text[])) AND NOT permissions @> CAST(:new AS text[])'),
-        {'new': NEW_PERMISSIONS, 'presets': PRESETS})
+    mh.grant_preset_permissions(NEW_PERMISSIONS, PRESETS)
 
 
 def downgrade() -> None:
-    op.get_bind().execute(sa.text(
-        'UPDATE roles SET permissions = ARRAY(SELECT p FROM unnest(permissions) AS p '
-        'WHERE p <> ALL(CAST(:new AS text[])) ORDER BY p COLLATE "C") WHERE preset'),
-        {'new': NEW_PERMISSIONS})
+    mh.revoke_preset_permissions(NEW_PERMISSIONS)
     op.drop_index('ix_card_import_refs_import', table_name='card_import_refs')
     op.drop_table('card_import_refs')
     op.drop_table('card_imports')

@@ -12,8 +12,7 @@ Create Date: 2026-12-01 18:00:00
 """
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
+from app.core import migration_helpers as mh
 
 revision = '0016_sidebar_permissions'
 down_revision = '0015_audit_pending'
@@ -25,17 +24,8 @@ PRESETS = ['owner', 'store_manager', 'therapist']
 
 
 def upgrade() -> None:
-    # Sorted by code point (COLLATE "C"), as the catalogue writes them, so the start-up sync of preset roles
-    # finds nothing left to change.
-    op.get_bind().execute(sa.text(
-        'UPDATE roles SET permissions = ARRAY(SELECT p FROM (SELECT DISTINCT unnest(permissions || '
-        'CAST(:new AS text[])) AS p) AS d ORDER BY p COLLATE "C") '
-        'WHERE preset AND name = ANY(CAST(:presets AS text[])) AND NOT permissions @> CAST(:new AS text[])'),
-        {'new': NEW_PERMISSIONS, 'presets': PRESETS})
+    mh.grant_preset_permissions(NEW_PERMISSIONS, PRESETS)
 
 
 def downgrade() -> None:
-    op.get_bind().execute(sa.text(
-        'UPDATE roles SET permissions = ARRAY(SELECT p FROM unnest(permissions) AS p '
-        'WHERE p <> ALL(CAST(:new AS text[])) ORDER BY p COLLATE "C") WHERE preset'),
-        {'new': NEW_PERMISSIONS})
+    mh.revoke_preset_permissions(NEW_PERMISSIONS)

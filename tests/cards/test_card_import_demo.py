@@ -3,18 +3,11 @@ cards with their `migration` entries, points brought over and the old visit hist
 
 from __future__ import annotations
 
-from app.seed import DEMO_PASSWORD, DEMO_TENANT, seed_demo
-from tests.factories import login
+from tests.factories import demo_reader
 
 
 async def test_the_demo_shows_cards_migrated_from_the_old_system(client):
-    await seed_demo(if_missing=True)
-    headers = {"Authorization": f"Bearer {await login(client, DEMO_TENANT, 'owner', DEMO_PASSWORD)}"}
-
-    async def get(path: str, **params) -> dict:
-        r = await client.get(f"/api/v1{path}", headers=headers, params=params)
-        assert r.status_code == 200, r.text
-        return r.json()
+    get = await demo_reader(client)
 
     runs = (await get("/card-imports"))["items"]
     real = next(r for r in runs if not r["dry_run"])

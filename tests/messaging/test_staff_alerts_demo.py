@@ -3,18 +3,11 @@ consultant (through the local fake WeCom), one skipped for a colleague without a
 
 from __future__ import annotations
 
-from app.seed import DEMO_PASSWORD, DEMO_TENANT, seed_demo
-from tests.factories import login
+from tests.factories import demo_reader
 
 
 async def test_demo_shows_staff_alert_settings_and_alert_records(client):
-    await seed_demo(if_missing=True)
-    headers = {"Authorization": f"Bearer {await login(client, DEMO_TENANT, 'owner', DEMO_PASSWORD)}"}
-
-    async def get(path: str, **params) -> dict:
-        r = await client.get(f"/api/v1{path}", headers=headers, params=params)
-        assert r.status_code == 200, r.text
-        return r.json()
+    get = await demo_reader(client)
 
     settings = {i["kind"]: i["enabled"] for i in (await get("/staff-alert-settings"))["items"]}
     assert settings == {"task_assigned": True, "task_overdue": True, "refund_pending_approval": True,

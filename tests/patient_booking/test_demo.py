@@ -3,18 +3,11 @@ claimed, and her booked visit prepaid in the mini-program with the coupon and he
 
 from __future__ import annotations
 
-from app.seed import DEMO_PASSWORD, DEMO_TENANT, seed_demo
-from tests.factories import login
+from tests.factories import demo_reader
 
 
 async def test_demo_has_a_patient_with_consent_records_and_a_paid_mini_program_order(client):
-    await seed_demo(if_missing=True)
-    headers = {"Authorization": f"Bearer {await login(client, DEMO_TENANT, 'owner', DEMO_PASSWORD)}"}
-
-    async def get(path: str, **params) -> dict:
-        r = await client.get(f"/api/v1{path}", headers=headers, params=params)
-        assert r.status_code == 200, r.text
-        return r.json()
+    get = await demo_reader(client)
 
     [wang] = [m for m in (await get("/members", q="王芳"))["items"] if m["name"] == "王芳"]
     records = (await get(f"/members/{wang['id']}/message-consent-records"))["items"]

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from app.seed import DEMO_PASSWORD, DEMO_TENANT, seed_demo
-from tests.factories import login
+from tests.factories import demo_reader
 
 
 async def test_demo_shows_checkout_loyalty_and_the_care_loop(client):
-    await seed_demo(if_missing=True)
-    headers = {"Authorization": f"Bearer {await login(client, DEMO_TENANT, 'owner', DEMO_PASSWORD)}"}
-
-    async def get(path: str, **params) -> dict:
-        r = await client.get(f"/api/v1{path}", headers=headers, params=params)
-        assert r.status_code == 200, r.text
-        return r.json()
+    get = await demo_reader(client)
 
     orders = (await get("/orders"))["items"]
     assert len(orders) >= 3 and {o["status"] for o in orders} == {"paid"}
