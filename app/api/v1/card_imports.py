@@ -11,14 +11,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.deps import get_db, require
 from app.api.errors import PROBLEM_RESPONSES, problem_responses
 from app.api.routing import TransactionalRoute
+from app.api.spreadsheets import XLSX_RESPONSE, read_upload, xlsx_response
 from app.core.actor import Actor
-from app.core.errors import PayloadTooLarge
 from app.core.pagination import Page, PageParams, page_params
-from app.core.settings import get_settings
 from app.domain.cards import imports
 from app.domain.cards.import_layout import template_workbook
 from app.domain.cards.import_schemas import CardImportReconciliation, CardImportReport
-from app.domain.members.spreadsheets import XLSX_MEDIA_TYPE
 
 router = APIRouter(tags=["cards"], route_class=TransactionalRoute, responses=PROBLEM_RESPONSES)
 
@@ -34,22 +32,11 @@ IMPORT_PROBLEMS = problem_responses({
 })
 
 
-async def _read_upload(file: UploadFile) -> bytes:
-    limit = get_settings().import_max_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"the file is larger than {limit} bytes", code="file_too_large")
-    return data
-
-
 @router.get("/card-imports/template.xlsx", operation_id="card_import_template", response_class=Response,
-            responses={200: {"description": "An .xlsx workbook", "content": {XLSX_MEDIA_TYPE: {
-                "schema": {"type": "string", "format": "binary"}}}}})
+            responses=XLSX_RESPONSE)
 async def import_template(actor: Actor = require("cards:import")) -> Response:
     """A workbook with the sheets and headers the import recognises (卡项, 会员积分, 消费记录) and a sheet of hints."""
-    return Response(content=template_workbook(), media_type=XLSX_MEDIA_TYPE,
-                    headers={"Content-Disposition": 'attachment; filename="card-import-template.xlsx"',
-                             "Cache-Control": "no-store"})
+    return xlsx_response(template_workbook(), "card-import-template.xlsx")
 
 
 @router.post("/card-imports", status_code=201, response_model=CardImportReport, operation_id="import_cards",
@@ -74,7 +61,7 @@ async def import_cards(
     bonus, sessions per service, points, visits — and every row it cannot use, by sheet and row number; a real
     run answers 201 with what it wrote. Opening entries are `migration` entries in the ledgers. Importing the
     same file again writes nothing (each card number, member's points and visit is imported once)."""
-    report = await imports.import_cards(session, actor, data=await _read_upload(file), filename=file.filename,
+    report = await imports.import_cards(session, actor, data=await read_upload(file), filename=file.filename,
                                         dry_run=dry_run, skip_bad_rows=skip_bad_rows, store_id=store_id)
     if dry_run:
         response.status_code = 200

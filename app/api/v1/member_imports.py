@@ -15,20 +15,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.deps import get_db, require
 from app.api.errors import PROBLEM_RESPONSES, problem_responses
 from app.api.routing import TransactionalRoute
+from app.api.spreadsheets import XLSX_RESPONSE, read_upload, xlsx_response
 from app.api.v1.members import member_filter
 from app.core.actor import Actor
-from app.core.errors import PayloadTooLarge
-from app.core.settings import get_settings
 from app.domain.members import exports, imports
 from app.domain.members.import_columns import parse_mapping
 from app.domain.members.schemas import ImportReport
 from app.domain.members.search import MemberFilter
-from app.domain.members.spreadsheets import XLSX_MEDIA_TYPE
 
 router = APIRouter(tags=["members"], route_class=TransactionalRoute, responses=PROBLEM_RESPONSES)
 
-XLSX_RESPONSE = {200: {"description": "An .xlsx workbook", "content": {XLSX_MEDIA_TYPE: {
-    "schema": {"type": "string", "format": "binary"}}}}}
 IMPORT_PROBLEMS = problem_responses({
     413: "The file is over the size limit (`payload_too_large`, `file_too_large`), or the workbook expands "
          "too far when unpacked (`spreadsheet_too_large`)",
@@ -36,20 +32,6 @@ IMPORT_PROBLEMS = problem_responses({
     422: "`too_many_rows`, `missing_column`, `invalid_mapping`, `unreadable_file`, `empty_file`, or "
          "`import_rejected` (all_or_nothing with bad rows: nothing written; `report.errors` lists them)",
 })
-
-
-def _xlsx(content: bytes, filename: str) -> Response:
-    return Response(content=content, media_type=XLSX_MEDIA_TYPE,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "Cache-Control": "no-store"})
-
-
-async def _read_upload(file: UploadFile) -> bytes:
-    limit = get_settings().import_max_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"the file is larger than {limit} bytes", code="file_too_large")
-    return data
 
 
 @router.get("/members/export.xlsx", operation_id="export_members_xlsx", response_class=Response,
@@ -62,7 +44,7 @@ async def export_members(
     """The members `GET /members` would list with the same filters, as an .xlsx (at most 100,000 rows).
     Phones and ID numbers are masked without members.contact:read; health data is not exported. Audited."""
     content, _ = await exports.export_members(session, actor, filters)
-    return _xlsx(content, f"members-{date.today():%Y%m%d}.xlsx")
+    return xlsx_response(content, f"members-{date.today():%Y%m%d}.xlsx")
 
 
 @router.get("/member-imports/template.xlsx", operation_id="member_import_template", response_class=Response,
@@ -70,7 +52,7 @@ async def export_members(
 async def import_template(session: AsyncSession = Depends(get_db),
                           actor: Actor = require("members:write")) -> Response:
     """An empty sheet with the column headers an import recognises, the tenant's custom fields included."""
-    return _xlsx(await exports.import_template(session, actor), "member-import-template.xlsx")
+    return xlsx_response(await exports.import_template(session, actor), "member-import-template.xlsx")
 
 
 @router.post("/member-imports", status_code=201, response_model=ImportReport, operation_id="import_members",
@@ -95,7 +77,7 @@ async def import_members(
     """Import members from a spreadsheet. A dry run (the default) answers 200 with every row's problems;
     a real run answers 201 with what it did. Repeating an import creates nobody twice."""
     report = await imports.import_members(
-        session, actor, data=await _read_upload(file), filename=file.filename,
+        session, actor, data=await read_upload(file), filename=file.filename,
         mapping=parse_mapping(mapping), dry_run=dry_run, mode=mode, on_existing=on_existing)
     if dry_run:
         response.status_code = 200
