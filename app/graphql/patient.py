@@ -7,7 +7,6 @@ visits). Staff fields such as `stores` stay closed to patients; these are the pa
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, time
 from typing import Any
 from uuid import UUID
@@ -377,15 +376,6 @@ class PatientVisits:
     next_cursor: str | None
 
 
-def _turn(info: Info[Context, None]) -> asyncio.Lock:
-    """GraphQL resolves a query's fields concurrently, but the request has one database session, which runs one
-    statement at a time: the patient's fields take turns on it."""
-    state = vars(info.context)
-    if "_patient_turn" not in state:
-        state["_patient_turn"] = asyncio.Lock()
-    return state["_patient_turn"]
-
-
 def _optional_id(value: strawberry.ID | None, what: str) -> UUID | None:
     return parse_id(value, what) if value is not None else None
 
@@ -398,136 +388,121 @@ class PatientQueries:
     @strawberry.field(description="Published stores, nearest first when latitude and longitude (GCJ-02) are sent.")
     async def published_stores(self, info: Info[Context, None], latitude: float | None = None,
                                longitude: float | None = None) -> list[PublishedStore]:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.list_stores(info.context.session, actor.tenant_id, **_location(latitude, longitude))
-            return [PublishedStore.of(s) for s in found.items]
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.list_stores(info.context.session, actor.tenant_id, **_location(latitude, longitude))
+        return [PublishedStore.of(s) for s in found.items]
 
     @strawberry.field(description="One published store.")
     async def published_store(self, info: Info[Context, None], id: strawberry.ID, latitude: float | None = None,
                               longitude: float | None = None) -> PublishedStore:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            return PublishedStore.of(await portal.get_store(info.context.session, actor.tenant_id, parse_id(id, "id"),
-                                                            **_location(latitude, longitude)))
+        actor = await info.context.actor(audiences=PATIENT)
+        return PublishedStore.of(await portal.get_store(info.context.session, actor.tenant_id, parse_id(id, "id"),
+                                                        **_location(latitude, longitude)))
 
     @strawberry.field(description="The services on sale at a published store.")
     async def store_services(self, info: Info[Context, None], store_id: strawberry.ID) -> list[ServiceOnSale]:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.store_services(info.context.session, actor.tenant_id, parse_id(store_id, "store_id"))
-            return [ServiceOnSale.of(s) for s in found.items]
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.store_services(info.context.session, actor.tenant_id, parse_id(store_id, "store_id"))
+        return [ServiceOnSale.of(s) for s in found.items]
 
     @strawberry.field(description="A service on sale, with the stores where it can be booked.")
     async def service_on_sale(self, info: Info[Context, None], id: strawberry.ID) -> ServiceOnSale:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.get_service(info.context.session, actor.tenant_id, parse_id(id, "id"))
-            return ServiceOnSale.of(found, found.store_ids)
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.get_service(info.context.session, actor.tenant_id, parse_id(id, "id"))
+        return ServiceOnSale.of(found, found.store_ids)
 
     @strawberry.field(description="The published staff of a published store.")
     async def store_therapists(self, info: Info[Context, None], store_id: strawberry.ID) -> list[Therapist]:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.store_therapists(info.context.session, actor.tenant_id, parse_id(store_id, "store_id"))
-            return [Therapist.of(t) for t in found.items]
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.store_therapists(info.context.session, actor.tenant_id, parse_id(store_id, "store_id"))
+        return [Therapist.of(t) for t in found.items]
 
     @strawberry.field(description="One published staff member.")
     async def therapist(self, info: Info[Context, None], id: strawberry.ID) -> Therapist:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            return Therapist.of(await portal.get_therapist(info.context.session, actor.tenant_id, parse_id(id, "id")))
+        actor = await info.context.actor(audiences=PATIENT)
+        return Therapist.of(await portal.get_therapist(info.context.session, actor.tenant_id, parse_id(id, "id")))
 
     @strawberry.field(description="The card templates on sale (those usable in storeId when given).")
     async def card_templates_on_sale(self, info: Info[Context, None],
                                      store_id: strawberry.ID | None = None) -> list[CardTemplateOnSale]:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.card_templates_on_sale(info.context.session, actor.tenant_id,
-                                                        store_id=_optional_id(store_id, "store_id"))
-            return [CardTemplateOnSale.of(t) for t in found.items]
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.card_templates_on_sale(info.context.session, actor.tenant_id,
+                                                    store_id=_optional_id(store_id, "store_id"))
+        return [CardTemplateOnSale.of(t) for t in found.items]
 
     @strawberry.field(description="One card template on sale.")
     async def card_template_on_sale(self, info: Info[Context, None], id: strawberry.ID) -> CardTemplateOnSale:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            return CardTemplateOnSale.of(await portal.get_card_template(info.context.session, actor.tenant_id,
-                                                                        parse_id(id, "id")))
+        actor = await info.context.actor(audiences=PATIENT)
+        return CardTemplateOnSale.of(await portal.get_card_template(info.context.session, actor.tenant_id,
+                                                                    parse_id(id, "id")))
 
     @strawberry.field(description="The signed-in patient's profile, family and accepted privacy policies.")
     async def my_profile(self, info: Info[Context, None]) -> PatientProfile:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            return PatientProfile.of(await portal.profile(info.context.session, actor))
+        actor = await info.context.actor(audiences=PATIENT)
+        return PatientProfile.of(await portal.profile(info.context.session, actor))
 
     @strawberry.field(description="Cards of the patient (or of memberId in the family they head), with the family "
                                   "cards shared with them.")
     async def my_cards(self, info: Info[Context, None], member_id: strawberry.ID | None = None) -> list[PatientCard]:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.member_cards(info.context.session, actor, _optional_id(member_id, "member_id"))
-            return [PatientCard.of(c) for c in found.items]
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.member_cards(info.context.session, actor, _optional_id(member_id, "member_id"))
+        return [PatientCard.of(c) for c in found.items]
 
     @strawberry.field(description="Every change to one of their cards, newest first.")
     async def my_card_ledger(self, info: Info[Context, None], card_id: strawberry.ID, limit: int = 20,
                              cursor: str | None = None) -> PatientCardLedger:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.card_ledger(info.context.session, actor, parse_id(card_id, "card_id"),
-                                             PageParams(limit=page_limit(limit), cursor=cursor))
-            return PatientCardLedger(items=[PatientCardEntry(
-                id=_id(e.id), kind=e.kind, service_id=_id(e.service_id) if e.service_id else None,
-                sessions_delta=e.sessions_delta, principal_delta=e.principal_delta, bonus_delta=e.bonus_delta,
-                store_id=_id(e.store_id) if e.store_id else None, created_at=e.created_at) for e in found.items],
-                next_cursor=found.next_cursor)
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.card_ledger(info.context.session, actor, parse_id(card_id, "card_id"),
+                                         PageParams(limit=page_limit(limit), cursor=cursor))
+        return PatientCardLedger(items=[PatientCardEntry(
+            id=_id(e.id), kind=e.kind, service_id=_id(e.service_id) if e.service_id else None,
+            sessions_delta=e.sessions_delta, principal_delta=e.principal_delta, bonus_delta=e.bonus_delta,
+            store_id=_id(e.store_id) if e.store_id else None, created_at=e.created_at) for e in found.items],
+            next_cursor=found.next_cursor)
 
     @strawberry.field(description="The patient's points balance and ledger, newest first.")
     async def my_points(self, info: Info[Context, None], limit: int = 20, cursor: str | None = None) -> PatientPoints:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.points(info.context.session, actor, PageParams(limit=page_limit(limit), cursor=cursor))
-            return PatientPoints(balance=found.balance, next_cursor=found.next_cursor, items=[PatientPointsEntry(
-                id=_id(e.id), kind=e.kind, delta=e.delta, balance_after=e.balance_after, created_at=e.created_at)
-                for e in found.items])
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.points(info.context.session, actor, PageParams(limit=page_limit(limit), cursor=cursor))
+        return PatientPoints(balance=found.balance, next_cursor=found.next_cursor, items=[PatientPointsEntry(
+            id=_id(e.id), kind=e.kind, delta=e.delta, balance_after=e.balance_after, created_at=e.created_at)
+            for e in found.items])
 
     @strawberry.field(description="The patient's coupons, newest first (status: issued, used, expired, revoked).")
     async def my_coupons(self, info: Info[Context, None], status: str | None = None, limit: int = 20,
                          cursor: str | None = None) -> PatientCouponPage:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            if status is not None and status not in ("issued", "used", "expired", "revoked"):
-                raise AppError("status: must be issued, used, expired or revoked", code="validation_error", status=422,
-                               field="status")
-            page = PageParams(limit=page_limit(limit), cursor=cursor)
-            found = await portal.coupons(info.context.session, actor, page, status=status)
-            return PatientCouponPage(next_cursor=found.next_cursor, items=[PatientCoupon(
-                id=_id(c.id), code=c.code, name=c.name, kind=c.kind, value=c.value, cap_fen=c.cap_fen,
-                threshold_fen=c.threshold_fen, status=c.status, valid_from=c.valid_from, valid_until=c.valid_until,
-                used_at=c.used_at) for c in found.items])
+        actor = await info.context.actor(audiences=PATIENT)
+        if status is not None and status not in ("issued", "used", "expired", "revoked"):
+            raise AppError("status: must be issued, used, expired or revoked", code="validation_error", status=422,
+                           field="status")
+        page = PageParams(limit=page_limit(limit), cursor=cursor)
+        found = await portal.coupons(info.context.session, actor, page, status=status)
+        return PatientCouponPage(next_cursor=found.next_cursor, items=[PatientCoupon(
+            id=_id(c.id), code=c.code, name=c.name, kind=c.kind, value=c.value, cap_fen=c.cap_fen,
+            threshold_fen=c.threshold_fen, status=c.status, valid_from=c.valid_from, valid_until=c.valid_until,
+            used_at=c.used_at) for c in found.items])
 
     @strawberry.field(description="Orders of the patient (or of memberId in their family), newest first.")
     async def my_orders(self, info: Info[Context, None], member_id: strawberry.ID | None = None, limit: int = 20,
                         cursor: str | None = None) -> PatientOrderPage:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.member_orders(info.context.session, actor,
-                                               PageParams(limit=page_limit(limit), cursor=cursor),
-                                               member_id=_optional_id(member_id, "member_id"))
-            return PatientOrderPage(next_cursor=found.next_cursor, items=[PatientOrderSummary(
-                id=_id(o.id), order_no=o.order_no, status=o.status, member_id=_id(o.member_id),
-                store_id=_id(o.store_id), total=o.total, paid_total=o.paid_total, refunded_total=o.refunded_total,
-                created_at=o.created_at, paid_at=o.paid_at) for o in found.items])
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.member_orders(info.context.session, actor,
+                                           PageParams(limit=page_limit(limit), cursor=cursor),
+                                           member_id=_optional_id(member_id, "member_id"))
+        return PatientOrderPage(next_cursor=found.next_cursor, items=[PatientOrderSummary(
+            id=_id(o.id), order_no=o.order_no, status=o.status, member_id=_id(o.member_id),
+            store_id=_id(o.store_id), total=o.total, paid_total=o.paid_total, refunded_total=o.refunded_total,
+            created_at=o.created_at, paid_at=o.paid_at) for o in found.items])
 
     @strawberry.field(description="Upcoming appointments (first page) and past visits with the aftercare note.")
     async def my_visits(self, info: Info[Context, None], member_id: strawberry.ID | None = None, limit: int = 20,
                         cursor: str | None = None) -> PatientVisits:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            found = await portal.member_visits(info.context.session, actor,
-                                               PageParams(limit=page_limit(limit), cursor=cursor),
-                                               member_id=_optional_id(member_id, "member_id"))
-            return PatientVisits(upcoming=[PatientVisit.of(v) for v in found.upcoming],
-                                 past=[PatientVisit.of(v) for v in found.past], next_cursor=found.next_cursor)
+        actor = await info.context.actor(audiences=PATIENT)
+        found = await portal.member_visits(info.context.session, actor,
+                                           PageParams(limit=page_limit(limit), cursor=cursor),
+                                           member_id=_optional_id(member_id, "member_id"))
+        return PatientVisits(upcoming=[PatientVisit.of(v) for v in found.upcoming],
+                             past=[PatientVisit.of(v) for v in found.past], next_cursor=found.next_cursor)
 
 
 @strawberry.type
@@ -537,18 +512,16 @@ class PatientMutations:
     async def update_my_profile(self, info: Info[Context, None], name: str | None = strawberry.UNSET,
                                 gender: str | None = strawberry.UNSET, birthday: date | None = strawberry.UNSET,
                                 address: str | None = strawberry.UNSET) -> PatientProfile:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            given = {"name": name, "gender": gender, "birthday": birthday, "address": address}
-            values = {k: v for k, v in given.items() if v is not strawberry.UNSET}
-            data = _checked(OwnProfileUpdate, values)
-            return PatientProfile.of(await portal.update_profile(info.context.session, actor, data))
+        actor = await info.context.actor(audiences=PATIENT)
+        given = {"name": name, "gender": gender, "birthday": birthday, "address": address}
+        values = {k: v for k, v in given.items() if v is not strawberry.UNSET}
+        data = _checked(OwnProfileUpdate, values)
+        return PatientProfile.of(await portal.update_profile(info.context.session, actor, data))
 
     @strawberry.mutation(description="Add a child (under 18) to the family the patient heads.")
     async def add_child(self, info: Info[Context, None], name: str, birthday: date,
                         gender: str | None = None) -> ChildAddedResult:
-        async with _turn(info):
-            actor = await info.context.actor(audiences=PATIENT)
-            data = _checked(ChildCreate, {"name": name, "birthday": birthday, "gender": gender})
-            added = await portal.add_child(info.context.session, actor, data)
-            return ChildAddedResult(member_id=_id(added.member_id), family=PatientFamily.of(added.family))
+        actor = await info.context.actor(audiences=PATIENT)
+        data = _checked(ChildCreate, {"name": name, "birthday": birthday, "gender": gender})
+        added = await portal.add_child(info.context.session, actor, data)
+        return ChildAddedResult(member_id=_id(added.member_id), family=PatientFamily.of(added.family))
