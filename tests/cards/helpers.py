@@ -109,10 +109,16 @@ async def make_member(kit: TenantKit, name: str = "王五") -> str:
     return r.json()["id"]
 
 
-async def make_template(kit: TenantKit, **body: Any) -> str:
+async def make_template(kit: TenantKit, *, on_sale: bool = False, **body: Any) -> str:
+    """A card template; `on_sale` also publishes it in the mini-program (patients see and buy only those)."""
     r = await kit.post("/card-templates", {"name": "测试卡", **body})
     assert r.status_code == 201, r.text
-    return r.json()["id"]
+    template = r.json()["id"]
+    if on_sale:
+        listed = await kit.client.put(f"/api/v1/card-templates/{template}/listing", json={"published": True},
+                                      headers=kit.auth())
+        assert listed.status_code == 200, listed.text
+    return template
 
 
 async def issue(kit: TenantKit, member: str, template: str, store: str, price_paid: int | None = None,

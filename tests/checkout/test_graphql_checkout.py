@@ -25,7 +25,7 @@ def fake_pay():
 async def test_patient_buys_a_card_and_sees_it_paid(client, fake_pay: FakeWeChatPay, monkeypatch):
     use_fake_pay(monkeypatch, fake_pay)
     shop = await make_shop(client)
-    template = await make_template(shop.kit, kind="count", price=150000, valid_days=365,
+    template = await make_template(shop.kit, kind="count", price=150000, valid_days=365, on_sale=True,
                                    items=[{"service_id": shop.clinic.moxa, "sessions": 10}])
     token = patient_token(shop.kit, shop.member)
     await bind_patient_wechat(shop)

@@ -55,7 +55,7 @@ def wechat_pay(fake_pay: FakeWeChatPay, monkeypatch) -> FakeWeChatPay:
 async def _patient_buys_a_card(shop, price: int = 150000) -> tuple[dict, str]:
     """The mini-program sends no openid: the server charges the patient's own bound WeChat account."""
     await bind_patient_wechat(shop)
-    template = await make_template(shop.kit, kind="count", price=price, valid_days=365,
+    template = await make_template(shop.kit, kind="count", price=price, valid_days=365, on_sale=True,
                                    items=[{"service_id": shop.clinic.moxa, "sessions": 10}])
     r = await post_order(shop, [card_line(template)], [wechat(price, openid=None)],
                          token=patient_token(shop.kit, shop.member))
@@ -214,8 +214,15 @@ async def test_timeout_job_closes_unpaid_orders_and_completes_paid_ones(client, 
 async def test_a_patient_pays_only_from_their_own_wechat_account(client, wechat_pay):
     shop = await make_shop(client)
     token = patient_token(shop.kit, shop.member)
-    template = await make_template(shop.kit, kind="count", price=MOXA_PRICE, valid_days=365,
+    unlisted = await make_template(shop.kit, kind="count", price=MOXA_PRICE, valid_days=365,
                                    items=[{"service_id": shop.clinic.moxa, "sessions": 1}])
+    r = await post_order(shop, [card_line(unlisted)], [wechat(MOXA_PRICE, openid=None)], token=token)
+    assert r.status_code == 404 and r.json()["code"] == "card_template_not_found", r.text  # not on sale to patients
+    assert (await shop.kit.get(f"/card-templates/{unlisted}", token=token)).status_code == 404
+    template = await make_template(shop.kit, kind="count", price=MOXA_PRICE, valid_days=365, on_sale=True,
+                                   items=[{"service_id": shop.clinic.moxa, "sessions": 1}])
+    listed = (await shop.kit.get("/card-templates", token=token)).json()["items"]
+    assert [t["id"] for t in listed] == [template]
     r = await post_order(shop, [card_line(template)], [wechat(MOXA_PRICE, openid=None)], token=token)
     assert r.status_code == 422 and r.json()["code"] == "payer_openid_unknown", r.text  # never signed in
     await bind_patient_wechat(shop)

@@ -105,16 +105,22 @@ async def present_template(session: AsyncSession, template: CardTemplate) -> Car
 
 
 async def get_template(session: AsyncSession, actor: Actor, template_id: UUID) -> CardTemplate:
+    """A template; a patient sees only those on sale in the mini-program (active and published)."""
     if actor.kind != "patient":
         actor.require("cards:read")
-    return await get_or_404(session, CardTemplate, actor.tenant_id, template_id, code="card_template_not_found")
+    template = await get_or_404(session, CardTemplate, actor.tenant_id, template_id, code="card_template_not_found")
+    if actor.kind == "patient" and not (template.active and template.published):
+        raise NotFound("card template not found", code="card_template_not_found")
+    return template
 
 
 async def list_templates(session: AsyncSession, actor: Actor, params: PageParams, *, active: bool | None = True):
     if actor.kind != "patient":
         actor.require("cards:read")
     stmt = select(CardTemplate).where(CardTemplate.tenant_id == actor.tenant_id)
-    if active is not None:
+    if actor.kind == "patient":  # what is on sale in the mini-program, never the internal catalogue
+        stmt = stmt.where(CardTemplate.active, CardTemplate.published)
+    elif active is not None:
         stmt = stmt.where(CardTemplate.active == active)
     return await paginate(session, stmt, CardTemplate.id, params)
 
