@@ -408,6 +408,8 @@ async def session_scope(
         finally:
             await _end_orm_session(session, driver)
     finally:
+        if not driver.is_closed() and driver.is_in_transaction():
+            driver.terminate()  # its ROLLBACK was cancelled too: closed rather than pooled mid-transaction
         await pool.release(lease)
     for hook in session.info.pop("after_commit", {}).values():
         hook()
@@ -463,7 +465,7 @@ async def _begin(pool: asyncpg.Pool, begin: str, tries: int) -> asyncpg.pool.Poo
             return lease
         except BaseException as exc:
             lost = isinstance(exc, _CONNECTION_LOST) or driver.is_closed()
-            if lost:
+            if lost or driver.is_in_transaction():  # cancelled once BEGIN had run: never pooled mid-transaction
                 driver.terminate()
             await pool.release(lease)
             if not lost or not isinstance(exc, Exception):

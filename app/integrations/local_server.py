@@ -24,7 +24,9 @@ class ThreadedServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         self.host, self.port = host, sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
+        # No log configuration of its own: uvicorn would reconfigure the process's `uvicorn.*` loggers (levels,
+        # handlers), silencing the serving process's own uvicorn messages when this runs inside it (seed-demo).
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, log_level=None,
                                                      lifespan="off", **self.config))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name=self.name,
                                         daemon=True)
