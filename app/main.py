@@ -23,6 +23,7 @@ from app.api.v1 import (
     care,
     catalog,
     chatsync,
+    clinical,
     coupon_publications,
     health,
     inventory,
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(wechat.callback_router, prefix=API_PREFIX)
     app.include_router(chatsync.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
+    app.include_router(clinical.router, prefix=API_PREFIX)
     for module in (patient_orders, patient_bookings, patient_messages, coupon_publications):
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (patient_storefront, patient_account, patient_listings):

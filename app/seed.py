@@ -39,6 +39,8 @@ from app.domain.catalog.schemas import (
 )
 from app.domain.checkout.demo import seed_checkout
 from app.domain.checkout.mini_program_demo import seed_mini_program
+from app.domain.clinical import service as clinical
+from app.domain.clinical.demo import seed_clinical
 from app.domain.iam import service as iam
 from app.domain.iam.schemas import StaffCreate
 from app.domain.inventory import service as inventory
@@ -353,6 +355,7 @@ async def create_tenant_with_owner(*, code: str, name: str, owner_username: str,
             await iam.install_preset_roles(session, tenant.id)
             await iam.create_owner(session, tenant.id, owner_username, owner_password)
             await care_rules.install_seed_rules(session, tenant.id)
+            await clinical.install_builtin_templates(session, tenant.id)
         return tenant
     finally:
         reset_context(token)
@@ -391,6 +394,7 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
             sidebar = await seed_sidebar(session, actor, stores, staff_ids, services)
             storefront = await seed_storefront(session, actor)
             mini_program = await seed_mini_program(session, actor)
+            clinical_records = await seed_clinical(session, actor, staff_ids)
             # The demo has the templates the message rules wait for: switch those rules on.
             await care.enable_rules(session, tenant.id, ["care_after_treatment", "appointment_reminder"])
             await iam.set_staff_details(session, tenant.id, "owner", display_name="王建国")
@@ -404,4 +408,4 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
                       "coupons": coupons, "orders": orders, "message_templates": templates,
                       "automation_rules": rules, "sidebar": sidebar, "staff_alerts": staff_alerts,
                       "mini_program": mini_program, "migrated_from_old_system": migrated,
-                      "storefront": storefront}
+                      "storefront": storefront, "clinical_records": clinical_records}

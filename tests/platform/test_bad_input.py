@@ -339,6 +339,24 @@ def _task_body(ctx: Ctx) -> dict:
             "due_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
 
 
+async def _form_template_target(ctx: Ctx) -> str:
+    r = await ctx.kit.get("/form-templates", params={"code": "pain_vas"})
+    assert r.status_code == 200, f"setup GET /form-templates: {r.status_code} {r.text}"
+    return r.json()["items"][0]["id"]
+
+
+PAIN_VALUES = {"regions": ["neck", "shoulder_left"], "vas": 6, "character": ["aching"]}
+
+
+async def _clinical_record_target(ctx: Ctx) -> str:
+    """A signed record (the amendments need one; a draft's edit is refused by its body check first)."""
+    record_id = await ctx.created("/clinical-records", {"member_id": ctx.member_id, "template_code": "pain_vas",
+                                                        "values": PAIN_VALUES})
+    r = await ctx.kit.post(f"/clinical-records/{record_id}/sign", {})
+    assert r.status_code == 200, f"setup sign: {r.status_code} {r.text}"
+    return record_id
+
+
 # Existing resources for path parameters, by parameter name.
 TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "store_id": lambda ctx: ctx.created("/stores", {"name": f"徐汇店{_uid()}"}),
@@ -385,6 +403,8 @@ TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "external_userid": _external_contact_target,
     "url": _page_url_target,  # not a path parameter: the JS-SDK signature's required ?url=
     "successor_id": _staff_target,  # not a path parameter: who takes over a leaving staff member's work
+    "form_template_id": _form_template_target,
+    "clinical_record_id": _clinical_record_target,
 }
 
 
@@ -585,6 +605,19 @@ WRITES: dict[tuple[str, str], Write] = {
     ("PATCH", "/staff-alert-settings"): Write(lambda c: {"low_stock": True, "task_overdue": True}),
     ("POST", "/staff/{staff_id}/leave"): Write(lambda c: {"target_staff_id": c.made["successor_id"], "reason": "离职"},
                                                needs=("successor_id",)),
+    ("POST", "/form-templates"): Write(lambda c: {"code": f"form_{_uid()}", "name": "针灸记录", "kind": "tcm",
+                                                  "sections": [{"key": "main", "title": "针灸", "fields": [
+                                                      {"key": "points", "label": "穴位", "type": "text",
+                                                       "required": True}]}]}),
+    ("POST", "/form-templates/{form_template_id}/versions"): Write(lambda c: {"name": "疼痛评分", "sections": [
+        {"key": "pain", "title": "疼痛评估", "fields": [
+            {"key": "vas", "label": "VAS评分", "type": "scale", "min": 0, "max": 10, "required": True}]}]}),
+    ("POST", "/clinical-records"): Write(lambda c: {"member_id": c.member_id, "template_code": "pain_vas",
+                                                    "values": PAIN_VALUES}),
+    ("PATCH", "/clinical-records/{clinical_record_id}"): Write(lambda c: {"values": PAIN_VALUES}),
+    ("POST", "/clinical-records/{clinical_record_id}/sign"): Write(None),
+    ("POST", "/clinical-records/{clinical_record_id}/amendments"): Write(lambda c: {"reason": "VAS误记",
+                                                                                    "values": PAIN_VALUES}),
 }
 
 

@@ -43,4 +43,6 @@ WEBHOOK_TOPICS: dict[str, str] = {
     "inventory.low_stock": "A consumable fell to or below its reorder level in a store",
     "task.overdue": "A follow-up task passed its due time undone",
     "waitlist.slot_offered": "A freed slot was offered to a member on the waitlist",
+    "clinical_record.signed": "A clinical record was signed and locked (no values in the payload)",
+    "clinical_record.amended": "A signed clinical record was amended (no values in the payload)",
 }
