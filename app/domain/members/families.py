@@ -31,14 +31,19 @@ async def create_family(session: AsyncSession, actor: Actor, data: FamilyCreate)
     if head.family_group_id is not None:
         raise Conflict("this member already belongs to a family", code="already_in_family",
                        family_id=str(head.family_group_id))
-    family = FamilyGroup(tenant_id=actor.tenant_id, name=data.name, head_member_id=head.id)
+    return await _family_out(session, await found_family(session, head, data.name))
+
+
+async def found_family(session: AsyncSession, head: Member, name: str) -> FamilyGroup:
+    """A new family headed by `head` (who belongs to none), audited."""
+    family = FamilyGroup(tenant_id=head.tenant_id, name=name, head_member_id=head.id)
     session.add(family)
     await session.flush()
     head.family_group_id, head.family_role, head.family_relation = family.id, "head", "self"
     session.add(head)
     await session.flush()
-    audit.record(session, "family.create", "family", family.id, head=str(head.id), name=data.name)
-    return await _family_out(session, family)
+    audit.record(session, "family.create", "family", family.id, head=str(head.id), name=name)
+    return family
 
 
 async def _family(session: AsyncSession, actor: Actor, family_id: UUID) -> FamilyGroup:

@@ -24,7 +24,7 @@ from app.core.events import emit
 from app.core.ids import new_id
 from app.domain.members import policies
 from app.domain.members.events import MEMBER_CREATED
-from app.domain.members.families import _family_out
+from app.domain.members.families import _family_out, found_family
 from app.domain.members.loading import definitions_of, load_member, require_active
 from app.domain.members.models import FamilyGroup, Member, MemberConsent, MemberStatus
 from app.domain.members.normalize import normalize_phone
@@ -145,14 +145,7 @@ async def _own_family(session: AsyncSession, parent: Member) -> FamilyGroup:
         family = await session.get(FamilyGroup, (parent.tenant_id, parent.family_group_id))
         assert family is not None  # the member's foreign key to it
         return family
-    family = FamilyGroup(tenant_id=parent.tenant_id, name=f"{parent.name}的家庭", head_member_id=parent.id)
-    session.add(family)
-    await session.flush()
-    parent.family_group_id, parent.family_role, parent.family_relation = family.id, "head", "self"
-    session.add(parent)
-    await session.flush()
-    audit.record(session, "family.create", "family", family.id, head=str(parent.id), name=family.name)
-    return family
+    return await found_family(session, parent, f"{parent.name}的家庭")
 
 
 async def add_child(session: AsyncSession, actor: Actor, data: ChildCreate) -> tuple[Member, FamilyOut]:
