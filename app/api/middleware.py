@@ -91,12 +91,8 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length")
         if (declared is None or declared == b"0") and b"transfer-encoding" not in headers:
             # No body (most reads): nothing to count or replay, only the path and query to check.
-            own_checks = scope["path"].startswith(self.own_input_checks)
-            errors = [] if own_checks else unstorable_errors(scope, None, "")
-            if errors:
-                await _send_problem(send, validation_problem(errors, scope["path"]))
-                return
-            await self.app(scope, receive, send)
+            if not await self._refused_unstorable(scope, None, "", send):
+                await self.app(scope, receive, send)
             return
         max_bytes = self.limit_for(scope["path"])
         too_large = PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
@@ -142,11 +138,17 @@ class BodyLimitMiddleware:
                 return
             body = b"".join(chunks)
             app_receive = _replay(body, receive)
-        errors = [] if scope["path"].startswith(self.own_input_checks) else unstorable_errors(scope, body, media)
+        if not await self._refused_unstorable(scope, body, media, send):
+            await self.app(scope, app_receive, send_unless_overflowed)
+
+    async def _refused_unstorable(self, scope: Scope, body: bytes | None, media: str, send: Send) -> bool:
+        """Answer 422 for input no endpoint can store (unless the path checks it itself); True when answered."""
+        if scope["path"].startswith(self.own_input_checks):
+            return False
+        errors = unstorable_errors(scope, body, media)
         if errors:
             await _send_problem(send, validation_problem(errors, scope["path"]))
-            return
-        await self.app(scope, app_receive, send_unless_overflowed)
+        return bool(errors)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
