@@ -26,8 +26,8 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 import asyncpg
@@ -81,6 +81,12 @@ class DatabaseUnavailable(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("the database is unavailable; try again shortly", retry_after=2)
+
+
+def _unavailable(exc: BaseException, why: str = "no database connection for a transaction") -> DatabaseUnavailable:
+    """The 503 for a transaction that could not begin, with the reason in the log (the client sees none)."""
+    log.warning("%s: %s: %s", why, type(exc).__name__, exc)
+    return DatabaseUnavailable()
 
 
 def async_url(url: str) -> str:
@@ -266,8 +272,10 @@ class _Transactions:
                         init=_decode_json_as_sqlalchemy_does)
                     try:
                         await self._introduce_orm(pool)
-                    except BaseException:
-                        await pool.close()
+                    except BaseException as exc:
+                        pool.terminate()
+                        if isinstance(exc, _NO_CONNECTION):  # the first transaction met PostgreSQL down
+                            raise _unavailable(exc) from exc
                         raise
                     self._pool = pool
         return self._pool
@@ -438,8 +446,9 @@ def _session_driver(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-def _turn(session: AsyncSession) -> AbstractAsyncContextManager[Any]:
-    return session.turn if isinstance(session, TransactionSession) else nullcontext()
+def _turn(session: AsyncSession) -> asyncio.Lock:
+    """Every session is a `TransactionSession` (session_scope makes them; nothing else can connect)."""
+    return cast(TransactionSession, session).turn
 
 
 def _pending(session: AsyncSession) -> bool:
@@ -457,8 +466,7 @@ async def _begin(pool: asyncpg.Pool, begin: str, tries: int) -> asyncpg.pool.Poo
         try:
             lease = await pool.acquire(timeout=_ACQUIRE_TIMEOUT if exhausted else None)
         except _NO_CONNECTION as exc:  # PostgreSQL is down or refusing, or every connection stayed busy
-            log.warning("no database connection for a transaction: %s: %s", type(exc).__name__, exc)
-            raise DatabaseUnavailable() from exc
+            raise _unavailable(exc) from exc
         driver = lease._con  # a connection found closed is detached from its lease (asyncpg)
         try:
             await driver.execute(begin)
@@ -471,8 +479,7 @@ async def _begin(pool: asyncpg.Pool, begin: str, tries: int) -> asyncpg.pool.Poo
             if not lost or not isinstance(exc, Exception):
                 raise
             if attempt == tries:
-                log.warning("no live database connection after %d tries: %s: %s", tries, type(exc).__name__, exc)
-                raise DatabaseUnavailable() from exc
+                raise _unavailable(exc, f"no live database connection after {tries} tries") from exc
     raise AssertionError("unreachable")
 
 

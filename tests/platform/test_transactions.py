@@ -160,3 +160,16 @@ async def test_statements_of_one_transaction_run_one_at_a_time_when_awaited_toge
             *[session.execute(text("SELECT CAST(:v AS int)"), {"v": 10 + i}) for i in range(4)])
     assert [a[0]["v"] for a in answers[:4]] == [0, 1, 2, 3]
     assert [a.scalar_one() for a in answers[4:]] == [10, 11, 12, 13]
+
+
+async def test_a_first_transaction_with_postgresql_unreachable_is_database_unavailable():
+    from app.core.db import DatabaseUnavailable, _create_engine, _Transactions
+
+    unreachable = _Transactions(_create_engine("postgresql://postgres@127.0.0.1:1/nowhere"), 2)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await unreachable.pool()
+        with pytest.raises(DatabaseUnavailable):  # not remembered as opened: tried again, refused again
+            await unreachable.pool()
+    finally:
+        await unreachable.close()
