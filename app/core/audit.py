@@ -135,16 +135,34 @@ def record(
 
 _INSERT_PENDING = (f"INSERT INTO audit_pending (id, {', '.join(ENTRY_FIELDS)}) "
                    f"VALUES ({', '.join(f'${n}' for n in range(1, len(ENTRY_FIELDS) + 2))})")
+_ENTRY_TYPES = {"id": "uuid", "tenant_id": "uuid", "occurred_at": "timestamptz", "summary": "jsonb"}
 
 
 async def record_read(session: AsyncSession, action: str, target_type: str, target_id: Any = None, *,
                       tenant_id: UUID | None = None, **details: Any) -> None:
-    """Record that protected data was read: inserted at once, in one prepared statement (the hottest audited
-    path: a member 360 with health fields). A read that happened stays recorded even if a savepoint around
-    it rolls back, unlike a change."""
+    """Record that protected data was read: inserted at once, in one prepared statement. A read that
+    happened stays recorded even if a savepoint around it rolls back, unlike a change."""
+    await execute(session, _INSERT_PENDING, *read_entry_args(session, action, target_type, target_id,
+                                                              tenant_id=tenant_id, **details))
+
+
+def read_entry_args(session: AsyncSession, action: str, target_type: str, target_id: Any = None, *,
+                    tenant_id: UUID | None = None, **details: Any) -> tuple[Any, ...]:
+    """The parameters of a read entry (id first, then `ENTRY_FIELDS`), for `_INSERT_PENDING` or
+    `read_entry_cte`."""
     entry = _entry(session, action, target_type, target_id, tenant_id=tenant_id, details=details)
-    await execute(session, _INSERT_PENDING, new_id(), *(
-        json.dumps(entry[f], ensure_ascii=False) if f == "summary" else entry[f] for f in ENTRY_FIELDS))
+    return (new_id(), *(json.dumps(entry[f], ensure_ascii=False) if f == "summary" else entry[f]
+                        for f in ENTRY_FIELDS))
+
+
+def read_entry_cte(first_param: int, *, when: str) -> str:
+    """`read_entry AS (INSERT ...)`: a data-modifying CTE with which the statement that reads protected
+    data also records the read (its parameters, from `read_entry_args`, start at `$first_param`; it is
+    recorded only `when` that condition holds, e.g. the row exists). One round trip instead of two on the
+    hottest audited read, a member 360 with health fields."""
+    columns = ("id", *ENTRY_FIELDS)
+    values = ", ".join(f"${first_param + n}::{_ENTRY_TYPES.get(c, 'text')}" for n, c in enumerate(columns))
+    return f"read_entry AS (INSERT INTO audit_pending ({', '.join(columns)}) SELECT {values} WHERE {when})"
 
 
 def _entry(session: AsyncSession, action: str, target_type: str, target_id: Any, *,

@@ -118,6 +118,23 @@ async def test_contact_and_health_visibility_by_role(client, role):
     assert sorted(e["target_id"] for e in reads) == sorted(expected_health_reads)
 
 
+async def test_a_health_read_is_recorded_by_the_statement_that_reads_and_only_for_a_member_found(client):
+    """Staff who see all health data have the read recorded by the loading statement itself: one entry per
+    read with who and which request, none for an id that finds nobody (404)."""
+    kit = await tenant_with_fields(client)
+    owner = await kit.staff(["owner"], [await kit.store()])
+    member = await make_member(kit, "赵六", **full_profile())
+    for _ in range(2):
+        assert (await kit.get(f"/members/{member['id']}", token=owner["token"])).status_code == 200
+    unknown = "00000000-0000-4000-8000-00000000abcd"
+    missing = await kit.get(f"/members/{unknown}", token=owner["token"])
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+
+    reads = await audit_entries(kit, action="member.health.read", actor_id=owner["id"])
+    assert [e["target_id"] for e in reads] == [member["id"], member["id"]]
+    assert all(e["request_id"] and e["actor_type"] == "staff" for e in reads)
+
+
 async def test_care_relationship_hook_opens_health_to_caring_staff_only(client):
     kit = await tenant_with_fields(client)
     store = await kit.store()

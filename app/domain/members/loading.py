@@ -10,7 +10,7 @@ from sqlalchemy import and_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import crypto
+from app.core import audit, crypto
 from app.core.actor import Actor
 from app.core.db import fetch
 from app.core.errors import Conflict, NotFound
@@ -45,13 +45,22 @@ SELECT m.*,
           FROM member_field_definitions d WHERE d.tenant_id = m.tenant_id) AS view_fields
   FROM members m WHERE m.tenant_id = $1 AND m.id = $2
 """
+# The same, recording in the same statement that the member's health data was read (when it exists).
+_MEMBER_VIEW_HEALTH_READ = ("WITH " + audit.read_entry_cte(
+    3, when="EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND id = $2)") + _MEMBER_VIEW)
 _MEMBER_COLUMNS = frozenset(Member.model_fields)
+HEALTH_READ = "member.health.read"
 
 
-async def load_member_view(session: AsyncSession, actor: Actor,
-                           member_id: UUID) -> tuple[Member, list[str], list[FieldFlags]]:
-    """`load_member` with the member's tags and the tenant's custom field flags, in one statement."""
-    rows = await fetch(session, _MEMBER_VIEW, actor.tenant_id, member_id)
+async def load_member_view(session: AsyncSession, actor: Actor, member_id: UUID, *,
+                           record_health_read: bool = False) -> tuple[Member, list[str], list[FieldFlags]]:
+    """`load_member` with the member's tags and the tenant's custom field flags, in one statement; with
+    `record_health_read`, that statement also records the read of the member's health data (audit)."""
+    if record_health_read:
+        rows = await fetch(session, _MEMBER_VIEW_HEALTH_READ, actor.tenant_id, member_id,
+                           *audit.read_entry_args(session, HEALTH_READ, "member", member_id))
+    else:
+        rows = await fetch(session, _MEMBER_VIEW, actor.tenant_id, member_id)
     if not rows:
         raise NotFound("member not found", code="member_not_found")
     row = dict(rows[0])

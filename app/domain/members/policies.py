@@ -71,12 +71,17 @@ async def patient_may_see_health(session: AsyncSession, actor: Actor, member: Me
     return member.share_health_with_family or is_minor(member.birthday, await _member_today(session, member))
 
 
+def sees_all_health(actor: Actor) -> bool:
+    """Staff (or an integration) allowed every member's health data, with no care relationship to check."""
+    return actor.can("members.health:read") and actor.can("members.health:all")
+
+
 async def can_see_health(session: AsyncSession, actor: Actor, member: Member) -> bool:
     if actor.kind == "patient":
         return await patient_may_see_health(session, actor, member)
     if not actor.can("members.health:read"):
         return False
-    return actor.can("members.health:all") or await in_care_of(session, actor, member)
+    return sees_all_health(actor) or await in_care_of(session, actor, member)
 
 
 async def require_health_write(session: AsyncSession, actor: Actor, member: Member | None) -> None:
