@@ -57,7 +57,7 @@ async def bookable_store(session: AsyncSession, actor: Actor, store_id: UUID) ->
 
 async def active_member(session: AsyncSession, actor: Actor, member_id: UUID) -> Member:
     try:
-        member = await members.get_member_row(session, actor, member_id)
+        member = await members.get_member_row(session, actor, member_id, snapshot=True)
     except NotFound as exc:  # also a patient naming someone outside their family
         raise NotFound("member not found", code="member_not_found", field="member_id") from exc
     if member.status != "active":
@@ -67,7 +67,7 @@ async def active_member(session: AsyncSession, actor: Actor, member_id: UUID) ->
 
 async def offered_service(session: AsyncSession, actor: Actor, service_id: UUID, field: str) -> Service:
     try:
-        service = await catalog.get_service_row(session, actor, service_id)
+        service = await catalog.get_service_row(session, actor, service_id, snapshot=True)
     except NotFound as exc:
         raise NotFound("service not found", code="service_not_found", field=field) from exc
     if not service.active:

@@ -9,6 +9,7 @@ delayed events carrying `schedule_version`, which a reschedule bumps so a consum
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -154,14 +155,17 @@ async def _member_slot(session: AsyncSession, actor: Actor, *, store: Store, lin
 async def _place(session: AsyncSession, actor: Actor, *, store: Store, line: _Line, member_id: UUID,
                  starts_at: datetime, now: datetime, visit_id: UUID | None, channel: str,
                  notes: str | None, enforce_window: bool | None = None) -> tuple[Appointment, list[UUID]]:
-    """One appointment and its holds, in a savepoint: refused, it leaves nothing behind."""
+    """One appointment and its holds; refused, it raises (and leaves nothing behind once rolled back)."""
     attempts = ANY_STAFF_ATTEMPTS if line.staff_id is None else 1
     for attempt in range(attempts):
         choice = await _member_slot(session, actor, store=store, line=line, member_id=member_id,
                                     starts_at=starts_at, now=now, enforce_window=enforce_window)
         await require_member_free(session, actor.tenant_id, member_id, choice.starts_at, choice.ends_at)
+        # A savepoint only when another therapist is tried after a refusal; the last try's refusal is the
+        # request's (its rollback, or a caller's savepoint, leaves nothing behind).
+        retry_follows = attempt + 1 < attempts
         try:
-            async with session.begin_nested():
+            async with session.begin_nested() if retry_follows else nullcontext():
                 appointment = Appointment(
                     tenant_id=actor.tenant_id, member_id=member_id, store_id=store.id, service_id=line.service.id,
                     staff_id=choice.staff_id, starts_at=choice.starts_at, ends_at=choice.ends_at,

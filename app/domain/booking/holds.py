@@ -4,8 +4,9 @@ No double booking is enforced by PostgreSQL inside the booking transaction, not 
 `check_slot` only proposes (and explains refusals); then every thing the appointment occupies gets an
 `appointment_holds` row. Staff members and capacity-1 resources take *exclusive* holds, which the exclusion
 constraint `ex_appointment_holds_no_overlap` refuses when they overlap another active exclusive hold of the
-same bookable — also a concurrent, not yet committed one (the insert waits for it). Each hold is tried in
-a SAVEPOINT, so a refused room just moves on to the requirement's next candidate. Resources of capacity > 1
+same bookable — also a concurrent, not yet committed one (the insert waits for it). An exclusive hold is
+inserted with ON CONFLICT DO NOTHING, so a refused room just moves on to the requirement's next candidate
+without a savepoint. Resources of capacity > 1
 take non-exclusive holds under a row lock on the resource and a count of what overlaps.
 
 Holds run from the start to `blocked_until` (the end plus the service's cleanup buffer). They are released
@@ -28,12 +29,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import func, text, update
+from asyncpg.exceptions import DeadlockDetectedError
+from sqlalchemy import func, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.actor import Actor
+from app.core.db import execute, fetch
 from app.core.errors import Conflict, Unprocessable
 from app.domain.booking.availability import SlotChoice, check_slot, window_applies
 from app.domain.booking.bookables import bookable_no
@@ -63,16 +66,37 @@ def _refused_by_overlap(exc: DBAPIError) -> bool:
         getattr(cause, "sqlstate", None) == DEADLOCK_DETECTED
 
 
+# An exclusive hold, or nothing when the exclusion constraint finds an overlapping one (DO NOTHING takes
+# exclusion constraints as arbiters): no savepoint and no error to recover from, one prepared statement.
+_HOLD_COLUMNS = ("tenant_id, id, created_at, appointment_id, waitlist_entry_id, kind, ref_id, bookable_no, starts_at, "
+                 "ends_at, exclusive, active")
+_INSERT_EXCLUSIVE = (f"INSERT INTO appointment_holds ({_HOLD_COLUMNS}) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, true) ON CONFLICT DO NOTHING RETURNING id")
+# The staff member's hold with their bookable number looked up in the same statement; `number` is NULL
+# when they have none yet (their first booking: `bookable_no` makes it, then `_INSERT_EXCLUSIVE`).
+_INSERT_STAFF_HOLD = f"""
+WITH staff_no AS (SELECT bookable_no FROM bookables WHERE tenant_id = $1 AND kind = 'staff' AND ref_id = $6),
+     held AS (INSERT INTO appointment_holds ({_HOLD_COLUMNS})
+              SELECT $1, $2, $3, $4, $5, 'staff', $6, bookable_no, $7, $8, true, true FROM staff_no
+              ON CONFLICT DO NOTHING RETURNING id)
+SELECT (SELECT bookable_no FROM staff_no) AS number, EXISTS (SELECT 1 FROM held) AS held
+"""
+
+
 async def _insert_exclusive(session: AsyncSession, hold: AppointmentHold) -> bool:
-    """Insert an exclusive hold in a savepoint; False when an overlapping active hold has it already."""
-    try:
-        async with session.begin_nested():
-            session.add(hold)
-    except DBAPIError as exc:
-        if _refused_by_overlap(exc):
-            return False
-        raise
-    return True
+    """Insert an exclusive hold; False when an overlapping active hold has it already."""
+    return bool(await fetch(session, _INSERT_EXCLUSIVE, hold.tenant_id, hold.id, hold.created_at, hold.appointment_id,
+                            hold.waitlist_entry_id, hold.kind, hold.ref_id, hold.bookable_no, hold.starts_at,
+                            hold.ends_at))
+
+
+async def _insert_staff_hold(session: AsyncSession, hold: AppointmentHold) -> bool:
+    row = (await fetch(session, _INSERT_STAFF_HOLD, hold.tenant_id, hold.id, hold.created_at, hold.appointment_id,
+                       hold.waitlist_entry_id, hold.ref_id, hold.starts_at, hold.ends_at))[0]
+    if row["number"] is not None:
+        return bool(row["held"])
+    hold.bookable_no = await bookable_no(session, hold.tenant_id, "staff", hold.ref_id)
+    return await _insert_exclusive(session, hold)
 
 
 @dataclass(frozen=True)
@@ -121,15 +145,14 @@ async def occupy(session: AsyncSession, tenant_id: UUID, start: datetime, end: d
                                waitlist_entry_id=waitlist_entry_id, kind=kind, ref_id=ref_id,
                                bookable_no=number, starts_at=start, ends_at=end, exclusive=exclusive)
 
-    staff_no = await bookable_no(session, tenant_id, "staff", choice.staff_id)
-    # No savepoint of its own: every caller runs this inside one, which a refusal rolls back whole.
-    session.add(hold("staff", choice.staff_id, staff_no, True))
+    # No savepoint of its own: every caller that goes on after a refusal runs this inside one. A lock cycle
+    # with another booking (PostgreSQL breaks it by refusing one of the two) leaves this transaction
+    # unusable, so it is a refusal here too, for the caller's savepoint or the request to roll back.
     try:
-        await session.flush()
-    except DBAPIError as exc:
-        if _refused_by_overlap(exc):
-            raise StaffTaken(choice.staff_id) from exc
-        raise
+        if not await _insert_staff_hold(session, hold("staff", choice.staff_id, 0, True)):
+            raise StaffTaken(choice.staff_id)
+    except DeadlockDetectedError:
+        raise StaffTaken(choice.staff_id) from None
     taken: list[UUID] = []
     for index, candidates in enumerate(requirements):
         for candidate in candidates:
@@ -145,16 +168,23 @@ async def occupy(session: AsyncSession, tenant_id: UUID, start: datetime, end: d
                         raise
                     ok = False
             else:
-                ok = await _insert_exclusive(session, hold("resource", candidate.id, candidate.bookable_no, True))
+                try:
+                    ok = await _insert_exclusive(session, hold("resource", candidate.id, candidate.bookable_no, True))
+                except DeadlockDetectedError:
+                    raise _resource_unavailable(index, candidates, taken) from None
             if ok:
                 taken.append(candidate.id)
                 break
         else:
-            first = next((c.id for c in candidates if c.id not in taken), None)
-            raise Conflict("every resource this service needs at that time is taken", code="resource_unavailable",
-                           conflict={"kind": "resource", "id": str(first) if first else None,
-                                     "requirement": index, "candidates": [str(c.id) for c in candidates]})
+            raise _resource_unavailable(index, candidates, taken)
     return taken
+
+
+def _resource_unavailable(index: int, candidates: list[_Candidate], taken: list[UUID]) -> Conflict:
+    first = next((c.id for c in candidates if c.id not in taken), None)
+    return Conflict("every resource this service needs at that time is taken", code="resource_unavailable",
+                    conflict={"kind": "resource", "id": str(first) if first else None,
+                              "requirement": index, "candidates": [str(c.id) for c in candidates]})
 
 
 async def release_holds(session: AsyncSession, appointment: Appointment) -> None:
@@ -190,24 +220,30 @@ async def release_member_offer_holds(session: AsyncSession, tenant_id: UUID, mem
 async def lock_member(session: AsyncSession, tenant_id: UUID, member_id: UUID) -> None:
     """Queue this transaction behind any other booking or move of the member's time (released at commit or
     rollback). Taken before any hold, so it always comes first and cannot close a lock cycle with them."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                          {"k": f"member_appointments:{tenant_id}:{member_id}"})
+    await execute(session, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                  f"member_appointments:{tenant_id}:{member_id}")
 
 
 async def require_member_free(session: AsyncSession, tenant_id: UUID, member_id: UUID, starts_at: datetime,
                               ends_at: datetime, *, ignore: frozenset[UUID] = frozenset()) -> None:
     """409 `member_busy` when another active appointment of the member overlaps [starts_at, ends_at).
     Call under `lock_member`: then what a concurrent booking of the member committed is seen here."""
-    stmt = select(Appointment.id, Appointment.starts_at, Appointment.ends_at).where(
-        Appointment.tenant_id == tenant_id, Appointment.member_id == member_id,
-        Appointment.status.in_(ACTIVE_STATUSES), Appointment.starts_at < ends_at, Appointment.ends_at > starts_at)
-    if ignore:
-        stmt = stmt.where(Appointment.id.not_in(ignore))
-    other = (await session.execute(stmt.order_by(Appointment.starts_at).limit(1))).first()
-    if other is not None:
+    rows = await fetch(session, _MEMBER_OVERLAP, tenant_id, member_id, list(ACTIVE_STATUSES), starts_at, ends_at,
+                       list(ignore))
+    if rows:
+        other = rows[0]
         raise Conflict("the member already has an appointment at that time", code="member_busy",
-                       conflict={"kind": "member", "id": str(member_id), "appointment_id": str(other.id),
-                                 "starts_at": other.starts_at.isoformat(), "ends_at": other.ends_at.isoformat()})
+                       conflict={"kind": "member", "id": str(member_id), "appointment_id": str(other["id"]),
+                                 "starts_at": other["starts_at"].isoformat(),
+                                 "ends_at": other["ends_at"].isoformat()})
+
+
+_MEMBER_OVERLAP = """
+SELECT id, starts_at, ends_at FROM appointments
+ WHERE tenant_id = $1 AND member_id = $2 AND status = ANY($3) AND starts_at < $5 AND ends_at > $4
+   AND NOT (id = ANY($6))
+ ORDER BY starts_at LIMIT 1
+"""
 
 
 def staff_busy(staff_id: UUID) -> Conflict:

@@ -27,10 +27,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
+from app.core.db import fetch
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.core.pagination import PageParams, decode_cursor, encode_cursor, paginate
-from app.core.rows import get_or_404
+from app.core.rows import get_or_404, snapshot_columns, snapshot_of
 from app.domain.booking.bookables import bookable_no
 from app.domain.booking.models import (
     ACTIVE_STATUSES,
@@ -645,9 +646,12 @@ def _policy_out(policy: BookingPolicy, *, is_default: bool) -> BookingPolicyOut:
 
 
 async def booking_policy(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> BookingPolicy:
-    """For availability and appointments: the store's policy, or the defaults (an unsaved row) without one."""
-    policy = await session.get(BookingPolicy, (tenant_id, store_id))
-    return policy if policy is not None else BookingPolicy(tenant_id=tenant_id, store_id=store_id)
+    """For availability and appointments: the store's policy (a snapshot, for reading: one prepared
+    statement), or the defaults (an unsaved row) without one."""
+    listed, keys = snapshot_columns(BookingPolicy, "p")
+    rows = await fetch(session, f"SELECT {listed} FROM booking_policies p WHERE p.tenant_id = $1 AND p.store_id = $2",
+                       tenant_id, store_id)
+    return snapshot_of(BookingPolicy, keys, rows[0]) if rows else BookingPolicy(tenant_id=tenant_id, store_id=store_id)
 
 
 async def get_booking_policy(session: AsyncSession, actor: Actor, store_id: UUID) -> BookingPolicyOut:

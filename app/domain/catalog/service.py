@@ -20,7 +20,7 @@ from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.errors import Conflict, Unprocessable
 from app.core.pagination import PageParams, paginate
-from app.core.rows import get_or_404
+from app.core.rows import get_or_404, read_or_404
 from app.domain.catalog.models import Consumable, Product, Service, ServiceConsumable
 from app.domain.catalog.schemas import (
     ConsumableCreate,
@@ -205,11 +205,14 @@ async def create_service(session: AsyncSession, actor: Actor, data: ServiceCreat
 
 
 async def get_service_row(session: AsyncSession, actor: Actor, service_id: UUID, *,
-                          for_update: bool = False) -> Service:
+                          for_update: bool = False, snapshot: bool = False) -> Service:
     """For other contexts (booking, visits, cards): the service row, or 404. Needs catalog:read only of staff;
-    a context acting for a patient checks its own rules first."""
+    a context acting for a patient checks its own rules first. A `snapshot` for a caller that only reads it
+    (one prepared statement; changes to it are not saved)."""
     if actor.kind != "patient":
         actor.require("catalog:read")
+    if snapshot and not for_update:
+        return await read_or_404(session, Service, actor.tenant_id, service_id, code="service_not_found")
     return await get_or_404(session, Service, actor.tenant_id, service_id, code="service_not_found", lock=for_update)
 
 

@@ -18,12 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.db import SessionFactory, after_commit, set_tenant
+from app.core.db import SessionFactory, after_commit, fetch, set_tenant
 from app.core.errors import Conflict, Forbidden, TooManyRequests, Unauthorized, Unprocessable
 from app.core.ids import new_id
 from app.core.pagination import PageParams, paginate
 from app.core.redis import rkey
-from app.core.rows import get_or_404
+from app.core.rows import get_or_404, snapshot_columns, snapshot_of
 from app.core.security import (
     hash_password,
     hash_token,
@@ -660,11 +660,13 @@ async def staff_row(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> S
 
 async def staff_at_store(session: AsyncSession, tenant_id: UUID, staff_id: UUID,
                          store_id: UUID) -> tuple[Staff, bool] | None:
-    """The staff member and whether they work in the store, in one query; None when there is no such one."""
-    row = (await session.execute(select(Staff, StaffStore.store_id).outerjoin(
-        StaffStore, (StaffStore.tenant_id == Staff.tenant_id) & (StaffStore.staff_id == Staff.id)
-        & (StaffStore.store_id == store_id)).where(Staff.tenant_id == tenant_id, Staff.id == staff_id))).first()
-    return None if row is None else (row[0], row[1] is not None)
+    """The staff member (a snapshot, for reading) and whether they work in the store, in one prepared
+    statement; None when there is no such one."""
+    listed, keys = snapshot_columns(Staff, "s")
+    rows = await fetch(session, f"SELECT {listed}, EXISTS (SELECT 1 FROM staff_stores w WHERE w.tenant_id = "
+                                "s.tenant_id AND w.staff_id = s.id AND w.store_id = $3) FROM staff s "
+                                "WHERE s.tenant_id = $1 AND s.id = $2", tenant_id, staff_id, store_id)
+    return None if not rows else (snapshot_of(Staff, keys, rows[0]), rows[0][len(keys)])
 
 
 async def staff_store_ids(session: AsyncSession, tenant_id: UUID, staff_id: UUID) -> set[UUID]:
@@ -685,8 +687,9 @@ async def active_staff_ids(session: AsyncSession, tenant_id: UUID, staff_ids: se
     """Which of these staff members are active (unknown ids are left out)."""
     if not staff_ids:
         return set()
-    return set((await session.exec(select(Staff.id).where(
-        Staff.tenant_id == tenant_id, Staff.id.in_(staff_ids), Staff.active))).all())
+    rows = await fetch(session, "SELECT id FROM staff WHERE tenant_id = $1 AND id = ANY($2) AND active",
+                       tenant_id, list(staff_ids))
+    return {row["id"] for row in rows}
 
 
 async def active_staff_of_store(session: AsyncSession, tenant_id: UUID, store_id: UUID) -> list[Staff]:

@@ -14,15 +14,20 @@ from app.core import audit, crypto
 from app.core.actor import Actor
 from app.core.db import fetch
 from app.core.errors import Conflict, NotFound
-from app.core.rows import get_or_404
+from app.core.rows import get_or_404, read_or_404
 from app.domain.members import policies
 from app.domain.members.models import CustomFieldDefinition, Member, MemberStatus, MemberTag, Tag
 
 
-async def load_member(session: AsyncSession, actor: Actor, member_id: UUID, *, for_update: bool = False) -> Member:
-    """The member, 404 when there is none or when a patient may not reach it (themselves and their family)."""
-    member = await get_or_404(session, Member, actor.tenant_id, member_id, code="member_not_found",
-                              lock=for_update)
+async def load_member(session: AsyncSession, actor: Actor, member_id: UUID, *, for_update: bool = False,
+                      snapshot: bool = False) -> Member:
+    """The member, 404 when there is none or when a patient may not reach it (themselves and their family).
+    `snapshot`: for a caller that only reads it (`read_or_404`: one prepared statement, not saved)."""
+    if snapshot and not for_update:
+        member = await read_or_404(session, Member, actor.tenant_id, member_id, code="member_not_found")
+    else:
+        member = await get_or_404(session, Member, actor.tenant_id, member_id, code="member_not_found",
+                                  lock=for_update)
     if actor.kind == "patient" and not await policies.patient_may_access(session, actor, member):
         raise NotFound("member not found", code="member_not_found")
     return member

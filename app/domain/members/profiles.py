@@ -58,11 +58,13 @@ HEALTH_COLUMNS = ("allergy_history", "past_history", "family_history", "constitu
 # ---------------------------------------------------------------- loading and presenting
 
 
-async def get_member_row(session: AsyncSession, actor: Actor, member_id: UUID, *, for_update: bool = False) -> Member:
-    """For other contexts: the member, if the actor may reach it (404 otherwise)."""
+async def get_member_row(session: AsyncSession, actor: Actor, member_id: UUID, *, for_update: bool = False,
+                         snapshot: bool = False) -> Member:
+    """For other contexts: the member, if the actor may reach it (404 otherwise); a `snapshot` for a caller
+    that only reads it (one prepared statement; changes to it are not saved)."""
     if actor.kind != "patient":
         actor.require("members:read")
-    return await load_member(session, actor, member_id, for_update=for_update)
+    return await load_member(session, actor, member_id, for_update=for_update, snapshot=snapshot)
 
 
 def _hidden_fields(definitions: list[CustomFieldDefinition] | list[FieldFlags], health: bool) -> set[str]:

@@ -16,7 +16,7 @@ from app.core.clock import DEFAULT_TIMEZONE, utcnow
 from app.core.db import set_tenant
 from app.core.errors import Conflict, NotFound
 from app.core.pagination import PageParams, fetch_page
-from app.core.rows import get_or_404
+from app.core.rows import get_or_404, read_or_404
 from app.domain.tenancy.models import Store, Tenant
 from app.domain.tenancy.schemas import (
     StoreCreate,
@@ -119,9 +119,10 @@ async def active_store(
     inactive_detail: str = "this store is closed", scoped: bool = False,
 ) -> Store:
     """The store a write happens in: 404 `store_not_found` (naming `field`) when it does not exist,
-    409 `store_inactive` when it is closed; with `scoped`, 403 unless the actor works in it."""
+    409 `store_inactive` when it is closed; with `scoped`, 403 unless the actor works in it. A snapshot
+    (`read_or_404`): the write happens in the store, it does not change it."""
     extra = {"field": field} if field else {}
-    store = await get_or_404(session, Store, actor.tenant_id, store_id, code="store_not_found", **extra)
+    store = await read_or_404(session, Store, actor.tenant_id, store_id, code="store_not_found", **extra)
     if scoped:
         actor.require_store(store.id)
     if not store.active:
