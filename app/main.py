@@ -24,16 +24,24 @@ from app.api.v1 import (
     catalog,
     chatsync,
     clinical,
+    clinical_photos,
+    clinical_visits,
+    consents,
     coupon_publications,
+    fhir,
+    files,
     health,
     inventory,
     loyalty,
+    member_identifiers,
     member_imports,
     members,
     messaging,
     orders,
     patient_account,
     patient_bookings,
+    patient_clinical,
+    patient_consents,
     patient_listings,
     patient_messages,
     patient_orders,
@@ -44,6 +52,7 @@ from app.api.v1 import (
     schedule,
     staff,
     stores,
+    treatment_plans,
     visits,
     waitlist,
     webhooks,
@@ -130,8 +139,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes,
                        overrides={f"{API_PREFIX}/member-imports": settings.import_max_bytes,
-                                  f"{API_PREFIX}/card-imports": settings.import_max_bytes},
-                       own_input_checks=("/graphql",))
+                                  f"{API_PREFIX}/card-imports": settings.import_max_bytes,
+                                  # the largest clinical file, and room for the form fields around it
+                                  f"{API_PREFIX}/clinical-photos": max(settings.clinical_image_max_bytes,
+                                                                       settings.clinical_pdf_max_bytes) + 65536},
+                       # FHIR answers refused input as an OperationOutcome: its routes run the check themselves.
+                       own_input_checks=("/graphql", f"{API_PREFIX}/fhir"))
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
@@ -157,6 +170,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(chatsync.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(clinical.router, prefix=API_PREFIX)
+    app.include_router(clinical_photos.router, prefix=API_PREFIX)
+    app.include_router(clinical_photos.patient_router, prefix=API_PREFIX)
+    app.include_router(files.router, prefix=API_PREFIX)
+    app.include_router(treatment_plans.router, prefix=API_PREFIX)
+    app.include_router(clinical_visits.router, prefix=API_PREFIX)
+    app.include_router(patient_clinical.router, prefix=API_PREFIX)
+    app.include_router(consents.router, prefix=API_PREFIX)
+    app.include_router(patient_consents.router, prefix=API_PREFIX)
+    app.include_router(member_identifiers.router, prefix=API_PREFIX)
+    app.include_router(fhir.router, prefix=API_PREFIX)
     for module in (patient_orders, patient_bookings, patient_messages, coupon_publications):
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (patient_storefront, patient_account, patient_listings):

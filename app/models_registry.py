@@ -10,6 +10,7 @@ from app.domain.catalog import models as catalog_models  # noqa: F401
 from app.domain.chatsync import models as chatsync_models  # noqa: F401
 from app.domain.checkout import models as checkout_models  # noqa: F401
 from app.domain.clinical import models as clinical_models  # noqa: F401
+from app.domain.clinical import plan_models as clinical_plan_models  # noqa: F401
 from app.domain.iam import models as iam_models  # noqa: F401
 from app.domain.inventory import models as inventory_models  # noqa: F401
 from app.domain.loyalty import models as loyalty_models  # noqa: F401

@@ -40,7 +40,12 @@ from app.domain.catalog.schemas import (
 from app.domain.checkout.demo import seed_checkout
 from app.domain.checkout.mini_program_demo import seed_mini_program
 from app.domain.clinical import service as clinical
+from app.domain.clinical.consent_demo import seed_consents
+from app.domain.clinical.consents import install_builtin_consents
 from app.domain.clinical.demo import seed_clinical
+from app.domain.clinical.photo_demo import seed_photos
+from app.domain.clinical.plan_demo import seed_treatment_plans
+from app.domain.clinical.visit_demo import seed_visit_with_form
 from app.domain.iam import service as iam
 from app.domain.iam.schemas import StaffCreate
 from app.domain.inventory import service as inventory
@@ -356,6 +361,7 @@ async def create_tenant_with_owner(*, code: str, name: str, owner_username: str,
             await iam.create_owner(session, tenant.id, owner_username, owner_password)
             await care_rules.install_seed_rules(session, tenant.id)
             await clinical.install_builtin_templates(session, tenant.id)
+            await install_builtin_consents(session, tenant.id)
         return tenant
     finally:
         reset_context(token)
@@ -395,6 +401,11 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
             storefront = await seed_storefront(session, actor)
             mini_program = await seed_mini_program(session, actor)
             clinical_records = await seed_clinical(session, actor, staff_ids)
+            consents = await seed_consents(session, actor)
+            clinical_photos = await seed_photos(session, actor, staff_ids, tenancy.store_today(stores[0]))
+            treatment_plans = await seed_treatment_plans(session, actor, staff_ids)
+            visits_with_forms = await seed_visit_with_form(session, actor)
+            his_identifiers = await members.seed_demo_identifiers(session, tenant.id)  # FHIR: urn:his:renji
             # The demo has the templates the message rules wait for: switch those rules on.
             await care.enable_rules(session, tenant.id, ["care_after_treatment", "appointment_reminder"])
             await iam.set_staff_details(session, tenant.id, "owner", display_name="王建国")
@@ -408,4 +419,7 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
                       "coupons": coupons, "orders": orders, "message_templates": templates,
                       "automation_rules": rules, "sidebar": sidebar, "staff_alerts": staff_alerts,
                       "mini_program": mini_program, "migrated_from_old_system": migrated,
-                      "storefront": storefront, "clinical_records": clinical_records}
+                      "storefront": storefront, "clinical_records": clinical_records, "consents": consents,
+                      "clinical_photos": clinical_photos,
+                      "treatment_plans": treatment_plans, "visits_with_forms": visits_with_forms,
+                      "his_identifiers": his_identifiers}

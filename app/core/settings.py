@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,6 +92,21 @@ class Settings(BaseSettings):
     field_encryption_keys: str | None = None
     # HMAC key for blind indexes (exact lookup of encrypted values); never rotated casually.
     blind_index_key: str | None = None
+
+    # Uploaded files (app/core/files.py): "local" keeps them in a folder under data_dir, "s3" in an
+    # S3-compatible bucket (MinIO, Aliyun OSS, Tencent COS, AWS S3). Download links are signed and expire.
+    file_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    file_url_ttl_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+    # Prefix for the local store's signed links (e.g. https://clinic.example.com); unset, links are paths.
+    file_public_base_url: str | None = None
+    # Clinical photos and attachments: the largest image and PDF accepted.
+    clinical_image_max_bytes: int = 10 * 1024 * 1024
+    clinical_pdf_max_bytes: int = 20 * 1024 * 1024
 
     # Member import: the largest file accepted, and the most rows.
     import_max_bytes: int = 10 * 1024 * 1024
@@ -206,6 +222,8 @@ class Settings(BaseSettings):
             problems.append("REDIS_URL is not set (the embedded Redis would start)")
         if self.webhook_allow_http_localhost:
             problems.append("WEBHOOK_ALLOW_HTTP_LOCALHOST is on (webhooks must be https in production)")
+        if self.file_store == "s3" and not self.s3_bucket:
+            problems.append("FILE_STORE=s3 but S3_BUCKET is not set (uploads would fail)")
         return problems
 
     def require_production_ready(self) -> None:

@@ -29,6 +29,10 @@ from app.domain.tenancy import service as tenancy
 from app.graphql.booking import BookingMutations, BookingQueries
 from app.graphql.care import CareMutations, CareQueries
 from app.graphql.checkout import CheckoutMutations, CheckoutQueries
+from app.graphql.clinical_consents import ConsentMutations, ConsentQueries
+from app.graphql.clinical_photos import ClinicalPhotoQueries
+from app.graphql.clinical_plans import ClinicalPlanQueries
+from app.graphql.clinical_records import ClinicalMutations, ClinicalQueries
 from app.graphql.context import Context, get_context, page_limit, parse_id
 from app.graphql.input_checks import RefuseUnstorableText
 from app.graphql.limits import CareLoopSchema, IntrospectionDepthLimit
@@ -132,9 +136,11 @@ class ProblemCodes(SchemaExtension):
 
 
 Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries, CheckoutQueries, CareQueries,
-                              SidebarQueries, PatientBookingQueries, PatientQueries))
+                              SidebarQueries, PatientBookingQueries, PatientQueries, ClinicalQueries,
+                              ClinicalPlanQueries, ClinicalPhotoQueries, ConsentQueries))
 Mutation = merge_types("Mutation", (MemberMutations, BookingMutations, CheckoutMutations, CareMutations,
-                                    SidebarMutations, PatientBookingMutations, PatientMutations))
+                                    SidebarMutations, PatientBookingMutations, PatientMutations,
+                                    ClinicalMutations, ConsentMutations))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

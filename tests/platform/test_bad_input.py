@@ -357,6 +357,67 @@ async def _clinical_record_target(ctx: Ctx) -> str:
     return record_id
 
 
+def _photo_file(ctx: Ctx) -> dict:
+    """A small JPEG, as a phone would send it."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (210, 160, 130)).save(out, format="JPEG")
+    return {"file": ("face.jpg", out.getvalue(), "image/jpeg")}
+
+
+def _photo_fields(ctx: Ctx) -> dict:
+    return {"member_id": ctx.member_id, "treatment_area": "face", "phase": "before", "taken_on": "2026-11-20",
+            "kind": "photo", "staff_only": "false", "note": "光子嫩肤前，双颊色斑"}
+
+
+async def _clinical_photo_target(ctx: Ctx) -> str:
+    """A photo of the first member (the patient of the /patient/ routes)."""
+    r = await ctx.client.post(f"{API}/clinical-photos", data=_photo_fields(ctx), files=_photo_file(ctx),
+                              headers=ctx.kit.auth())
+    assert r.status_code == 201, f"setup upload: {r.status_code} {r.text}"
+    return r.json()["id"]
+
+
+def _treatment_plan_body(ctx: Ctx) -> dict:
+    return {"member_id": ctx.member_id, "store_id": ctx.store_id, "title": "颈肩腰腿痛调理疗程",
+            "goals": "缓解颈肩酸痛，VAS降至3分以下", "interval_days": 7, "responsible_staff_id": ctx.made["staff_id"],
+            "items": [{"service_id": ctx.made["service_id"], "sessions": 10}]}
+
+
+async def _treatment_plan_target(ctx: Ctx) -> str:
+    await ctx.target("service_id")
+    await ctx.target("staff_id")
+    return await ctx.created("/treatment-plans", _treatment_plan_body(ctx))
+
+
+@lru_cache
+def _consent_signature() -> str:
+    """A drawn signature as the signing canvas sends it: a base64 PNG."""
+    from app.domain.clinical.consent_demo import drawn_signature
+
+    return base64.b64encode(drawn_signature()).decode()
+
+
+async def _consent_template_target(ctx: Ctx) -> str:
+    """A consent text of its own (other cases add versions to theirs: only the latest is signed)."""
+    return await ctx.created("/consent-templates", {"code": f"consent_{_uid()}", "title": "拔罐治疗知情同意书",
+                                                    "body": "拔罐后局部皮肤可能出现瘀斑，数日可自行消退。"})
+
+
+def _consent_body(ctx: Ctx) -> dict:
+    return {"template_id": ctx.made["consent_template_id"], "signature_png": _consent_signature(),
+            "device": {"device_model": "iPad (10th generation)", "system": "iPadOS 17.5"}}
+
+
+async def _consent_target(ctx: Ctx) -> str:
+    """A consent of the first member (the patient of the /patient/ routes), recorded by the owner."""
+    await ctx.target("consent_template_id")
+    return await ctx.created("/consents", {"member_id": ctx.member_id, **_consent_body(ctx)})
+
+
 # Existing resources for path parameters, by parameter name.
 TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "store_id": lambda ctx: ctx.created("/stores", {"name": f"徐汇店{_uid()}"}),
@@ -405,6 +466,10 @@ TARGETS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "successor_id": _staff_target,  # not a path parameter: who takes over a leaving staff member's work
     "form_template_id": _form_template_target,
     "clinical_record_id": _clinical_record_target,
+    "clinical_photo_id": _clinical_photo_target,
+    "treatment_plan_id": _treatment_plan_target,
+    "consent_template_id": _consent_template_target,
+    "consent_id": _consent_target,
 }
 
 
@@ -470,6 +535,7 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/members"): Write(lambda c: {"name": "张三", "phone": _phone()}),
     ("PATCH", "/members/{member_id}"): Write(lambda c: {"name": "张三丰"}),
     ("PUT", "/members/{member_id}/health-sharing"): Write(lambda c: {"share_with_family": True}),
+    ("PUT", "/members/{member_id}/identifiers"): Write(lambda c: {"system": "urn:his:renji", "value": f"P{_uid()}"}),
     ("POST", "/members/{member_id}/tags"): Write(lambda c: {"add": ["颈椎病"]}),
     ("POST", "/members/{member_id}/notes"): Write(lambda c: {"body": "肩颈酸痛，建议每周两次推拿"}),
     ("POST", "/members/{member_id}/erase"): Write(lambda c: {"reason": "客户要求删除"}),
@@ -612,12 +678,28 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/form-templates/{form_template_id}/versions"): Write(lambda c: {"name": "疼痛评分", "sections": [
         {"key": "pain", "title": "疼痛评估", "fields": [
             {"key": "vas", "label": "VAS评分", "type": "scale", "min": 0, "max": 10, "required": True}]}]}),
+    ("POST", "/clinical-photos"): Write(_photo_fields, kind="multipart", files=_photo_file),
     ("POST", "/clinical-records"): Write(lambda c: {"member_id": c.member_id, "template_code": "pain_vas",
                                                     "values": PAIN_VALUES}),
     ("PATCH", "/clinical-records/{clinical_record_id}"): Write(lambda c: {"values": PAIN_VALUES}),
     ("POST", "/clinical-records/{clinical_record_id}/sign"): Write(None),
     ("POST", "/clinical-records/{clinical_record_id}/amendments"): Write(lambda c: {"reason": "VAS误记",
                                                                                     "values": PAIN_VALUES}),
+    ("POST", "/appointments/{appointment_id}/complete-with-record"): Write(lambda c: {
+        "notes": "颈部放松", "record": {"template_code": "pain_vas", "values": PAIN_VALUES, "sign": True}}),
+    ("POST", "/treatment-plans"): Write(_treatment_plan_body, needs=("service_id", "staff_id")),
+    ("POST", "/treatment-plans/{treatment_plan_id}/cancel"): Write(lambda c: {"reason": "患者转外院继续治疗"}),
+    ("POST", "/consent-templates"): Write(lambda c: {"code": f"consent_{_uid()}", "title": "艾灸治疗知情同意书",
+                                                     "body": "艾灸时如感灼热请立即告知，以免烫伤。"}),
+    ("POST", "/consent-templates/{consent_template_id}/versions"): Write(lambda c: {
+        "title": "拔罐治疗知情同意书", "body": "拔罐后局部皮肤可能出现瘀斑或水疱，数日可自行消退。"}),
+    ("POST", "/consents"): Write(lambda c: {"member_id": c.member_id, **_consent_body(c)},
+                                 needs=("consent_template_id",)),
+    ("POST", "/consents/{consent_id}/withdraw"): Write(lambda c: {"reason": "患者来电要求撤回"}),
+    ("PUT", "/services/{service_id}/consent-requirement"): Write(lambda c: {"template_code": "acupuncture",
+                                                                            "required_before": "booking"}),
+    ("POST", "/patient/consents"): Write(_consent_body, needs=("consent_template_id",), patient=True),
+    ("POST", "/patient/consents/{consent_id}/withdraw"): Write(lambda c: {"reason": "暂不做针灸"}, patient=True),
 }
 
 
@@ -683,8 +765,11 @@ def _openapi(app) -> dict:
 
 def _routes(app, methods: set[str]) -> list[tuple[str, str]]:
     """(METHOD, path under /api/v1) of the app's REST routes, from its OpenAPI document."""
+    # FHIR answers bad input as OperationOutcome, not problem+json, with FHIR ids and search parameters:
+    # tests/clinical/test_fhir.py covers it.
     found = sorted((method.upper(), path.removeprefix(API)) for path, item in app.openapi()["paths"].items()
-                   if path.startswith(API + "/") for method in item if method.upper() in methods)
+                   if path.startswith(API + "/") and not path.startswith(API + "/fhir/")
+                   for method in item if method.upper() in methods)
     assert found, "no /api/v1 routes found"
     return found
 
@@ -1035,6 +1120,8 @@ async def _valid_query_value(ctx: Ctx, name: str, schema: dict) -> str:
     """A value for a required query parameter: a resource's id by name, else one its type allows."""
     if name in TARGETS:
         return await ctx.target(name)
+    if schema.get("examples"):  # a pattern no rule here can satisfy (a URI of an identifier system)
+        return str(schema["examples"][0])
     if schema.get("format") == "date":
         return "2026-01-01"
     if schema.get("format") == "date-time":

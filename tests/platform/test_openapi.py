@@ -64,6 +64,8 @@ def test_every_operation_has_a_unique_explicit_operation_id():
 # WeChat Pay posts its notifications here and reads our refusals in its own format
 # (`{"code": "FAIL", "message": …}`), so these two document that instead of problem+json.
 WECHAT_FORMAT_ROUTES = {"/api/v1/payments/wechat/notify", "/api/v1/payments/wechat/refund-notify"}
+# The FHIR API answers errors as FHIR OperationOutcomes (application/fhir+json) and documents them so.
+FHIR_PREFIX = "/api/v1/fhir/"
 
 
 def test_every_api_route_documents_problem_json_errors():
@@ -80,6 +82,10 @@ def test_every_api_route_documents_problem_json_errors():
     for path, method, operation in _operations(document):
         responses = operation["responses"]
         if path in WECHAT_FORMAT_ROUTES:
+            continue
+        if path.startswith(FHIR_PREFIX):
+            assert all(set(r.get("content", {})) == {"application/fhir+json"} for status, r in responses.items()
+                       if status[:1] in ("4", "5")), f"{method.upper()} {path}: errors not documented as FHIR"
             continue
         if path.startswith("/api/v1/"):
             missing = sorted(wanted - set(responses))

@@ -33,13 +33,9 @@ router = APIRouter(tags=["clinical"], route_class=TransactionalRoute, responses=
 T = TypeVar("T")
 
 
-async def _audited(call: Awaitable[T]) -> T:
-    """Run a service call; a `not_in_care` refusal is audited in its own transaction before the 403."""
-    try:
-        return await call
-    except policies.NotInCare as refusal:
-        await policies.record_refusal(session_scope, refusal)
-        raise
+def _audited(call: Awaitable[T]) -> Awaitable[T]:
+    """A `not_in_care` refusal is audited in a transaction of its own before the 403."""
+    return policies.audited(session_scope, call)
 
 
 NOT_IN_CARE = {403: {"description": "Missing clinical permission, or the member is not in the caller's care "

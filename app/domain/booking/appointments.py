@@ -26,6 +26,7 @@ from app.core.errors import AppError, Conflict, Forbidden
 from app.core.events import emit
 from app.core.pagination import PageParams, decode_cursor, encode_cursor
 from app.core.rows import get_or_404
+from app.domain.booking import hooks as requirement_hooks
 from app.domain.booking.appointment_access import (
     active_member,
     authorize_read,
@@ -209,6 +210,8 @@ async def book_placed(session: AsyncSession, actor: Actor, data: AppointmentCrea
     for line in lines:
         if line.staff_id is not None:
             await require_staff_in_store(session, actor.tenant_id, line.staff_id, store.id, line.field)
+        # What other contexts require first (clinical: a signed consent), before anything is written.
+        await requirement_hooks.check_booking(session, actor, member.id, line.service.id)
     check_time(data.starts_at, now)
     channel = "mini_program" if patient else data.channel or ("his" if actor.kind == "integration" else "front_desk")
     policy = await booking_policy(session, actor.tenant_id, store.id)

@@ -6,6 +6,8 @@ Other contexts read booking only through the functions here (and the use cases i
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -158,3 +160,33 @@ async def booked_appointments_of_staff(session: AsyncSession, tenant_id: UUID, s
                Appointment.status == "booked", Appointment.starts_at > after)
         .order_by(Appointment.starts_at, Appointment.id))).all()
     return [StaffBooking(*row) for row in rows]
+
+
+_COMPARE = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le, "eq": operator.eq}
+
+
+async def appointments_matching(session: AsyncSession, tenant_id: UUID, *, ids: set[UUID] | None = None,
+                                member_id: UUID | None = None, store_ids: frozenset[UUID] | None = None,
+                                starts: Sequence[tuple[str, datetime]] = (),
+                                updated: Sequence[tuple[str, datetime]] = (), after: UUID | None = None,
+                                limit: int = 50) -> tuple[list[Appointment], int]:
+    """Appointments for an export (clinical's FHIR API): by id after `after`, at most `limit`, and how many
+    match in all. `starts` / `updated` are (`gt`|`ge`|`lt`|`le`|`eq`, instant) bounds on the start and on the
+    last change; `store_ids` (None: every store) limits them to a staff member's stores. No permission check
+    (the caller has made its own)."""
+    last_change = func.coalesce(Appointment.updated_at, Appointment.created_at)
+    conditions = [Appointment.tenant_id == tenant_id]
+    if ids is not None:
+        conditions.append(Appointment.id.in_(ids))
+    if member_id is not None:
+        conditions.append(Appointment.member_id == member_id)
+    if store_ids is not None:
+        conditions.append(Appointment.store_id.in_(store_ids))
+    conditions += [_COMPARE[op](Appointment.starts_at, instant) for op, instant in starts]
+    conditions += [_COMPARE[op](last_change, instant) for op, instant in updated]
+    total = (await session.execute(select(func.count()).select_from(Appointment).where(*conditions))).scalar_one()
+    stmt = select(Appointment).where(*conditions)
+    if after is not None:
+        stmt = stmt.where(Appointment.id > after)
+    rows = (await session.exec(stmt.order_by(Appointment.id).limit(limit))).all()
+    return list(rows), int(total)

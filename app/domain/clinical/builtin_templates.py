@@ -1,7 +1,8 @@
 """The form templates every tenant starts with (version 1 of each code; a tenant's edits are later versions).
 
 Option codes are stable identifiers (pinyin or English); labels are what staff see and may be re-worded
-in a new version without changing the meaning of stored answers.
+in a new version without changing the meaning of stored answers. `clinician_remark` fields are staff-only:
+the patient sees the rest of a signed record in the mini-program, never these.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         {"key": "assessment", "title": "辨证", "fields": [
             {"key": "constitution", "label": "体质", "type": "multi_select", "options": CONSTITUTION},
             {"key": "pattern", "label": "证型", "type": "text", "max_length": 200},
-            {"key": "treatment_advice", "label": "调理建议", "type": "text", "max_length": 2000}]}]}},
+            {"key": "treatment_advice", "label": "调理建议", "type": "text", "max_length": 2000},
+            {"key": "clinician_remark", "label": "医师备注（仅员工可见）", "type": "text", "max_length": 1000,
+             "staff_only": True}]}]}},
     {"code": "pain_vas", "name": "疼痛评分（VAS）", "kind": "pain", "definition": {"sections": [
         {"key": "pain", "title": "疼痛评估", "fields": [
             {"key": "regions", "label": "疼痛部位", "type": "body_region", "required": True},
@@ -59,7 +62,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
             {"key": "character", "label": "疼痛性质", "type": "multi_select", "options": _opts(
                 ("aching", "酸痛"), ("distending", "胀痛"), ("stabbing", "刺痛"), ("cold", "冷痛"),
                 ("burning", "灼痛"), ("dull", "隐痛"))},
-            {"key": "onset_date", "label": "起病日期", "type": "date"}]}]}},
+            {"key": "onset_date", "label": "起病日期", "type": "date"},
+            {"key": "clinician_remark", "label": "治疗师备注（仅员工可见）", "type": "text", "max_length": 1000,
+             "staff_only": True}]}]}},
     {"code": "aesthetic_skin", "name": "医美皮肤评估", "kind": "aesthetics", "definition": {"sections": [
         {"key": "skin", "title": "皮肤状况", "fields": [
             {"key": "skin_type", "label": "肤质", "type": "single_select", "required": True, "options": _opts(
@@ -78,7 +83,10 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
             {"key": "recent_isotretinoin", "label": "半年内服用异维A酸", "type": "boolean"},
             {"key": "allergies", "label": "过敏史", "type": "boolean", "required": True},
             {"key": "allergy_detail", "label": "过敏详情", "type": "text", "required": True, "max_length": 500,
-             "shown_if": {"field": "allergies", "equals": True}}]}]}},
+             "shown_if": {"field": "allergies", "equals": True}}]},
+        {"key": "internal", "title": "内部备注", "fields": [
+            {"key": "clinician_remark", "label": "医生备注（仅员工可见）", "type": "text", "max_length": 1000,
+             "staff_only": True}]}]}},
     {"code": "intake_questionnaire", "name": "初诊问卷", "kind": "intake", "definition": {"sections": [
         {"key": "basics", "title": "基本情况", "fields": [
             {"key": "visit_reason", "label": "就诊原因", "type": "text", "required": True, "max_length": 1000},
@@ -102,5 +110,7 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
             {"key": "reaction_detail", "label": "反应描述", "type": "text", "required": True, "max_length": 500,
              "shown_if": {"field": "reaction", "any_of": ["bruising", "dizziness", "other"]}},
             {"key": "vas_after", "label": "治疗后VAS", "type": "scale", "min": 0, "max": 10},
-            {"key": "next_visit_advice", "label": "下次治疗建议", "type": "text", "max_length": 500}]}]}},
+            {"key": "next_visit_advice", "label": "下次治疗建议", "type": "text", "max_length": 500},
+            {"key": "clinician_remark", "label": "治疗师备注（仅员工可见）", "type": "text", "max_length": 500,
+             "staff_only": True}]}]}},
 ]

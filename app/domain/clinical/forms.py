@@ -8,6 +8,9 @@ A definition is sections of fields. Each field has a stable `key` (the name of i
 - `body_region`: a list of region codes (the field's options, or the built-in `BODY_REGIONS`);
 - `signature` / `image`: for now a reference string (a file-store key or URL), not the file itself.
 
+`staff_only` fields (a clinician's private remark) are never shown to the patient in the mini-program; the
+rest of a signed record is.
+
 `required` fields must have a value when shown; `shown_if` (`{"field": key, "equals": v}` or
 `{"field": key, "any_of": [...]}`) shows a field only when an earlier field has that value (for a
 multi-select: contains one of them). A value for a field that is not shown is refused, so a record never
@@ -71,6 +74,7 @@ class FormField(BaseModel):
     max_length: int | None = Field(None, ge=1, le=MAX_TEXT)
     options: list[Option] | None = Field(None, max_length=200)
     shown_if: Condition | None = None
+    staff_only: bool = Field(False, description="Never shown to the patient (a clinician's private remark)")
 
     @model_validator(mode="after")
     def _consistent(self) -> FormField:

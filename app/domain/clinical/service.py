@@ -324,6 +324,34 @@ def values_of(amendment: ClinicalAmendment) -> dict[str, Any]:
     return _open(amendment.values_encrypted)
 
 
+def record_values(record: ClinicalRecord) -> dict[str, Any]:
+    """The record's values as written (as signed, for a signed one), decrypted."""
+    return _open(record.values_encrypted)
+
+
+def reason_of(amendment: ClinicalAmendment) -> str:
+    return crypto.decrypt(amendment.reason_encrypted) or ""
+
+
+async def amendments_of(session: AsyncSession, record: ClinicalRecord) -> list[ClinicalAmendment]:
+    """The record's amendments in order (no permission check: the caller has made its own)."""
+    return await _amendments(session, record)
+
+
+async def record_row(session: AsyncSession, tenant_id: UUID, record_id: UUID) -> ClinicalRecord:
+    """The record row (no permission check: for presenting what the caller has just written)."""
+    return await get_or_404(session, ClinicalRecord, tenant_id, record_id, code="clinical_record_not_found")
+
+
+async def templates_by_id(session: AsyncSession, tenant_id: UUID, ids: set[UUID]) -> dict[UUID, FormTemplate]:
+    """Template versions by id, in one query (names and definitions for a page of records)."""
+    if not ids:
+        return {}
+    rows = (await session.execute(select(FormTemplate).where(FormTemplate.tenant_id == tenant_id,
+                                                             FormTemplate.id.in_(ids)))).scalars()
+    return {t.id: t for t in rows}
+
+
 def verify_record(record: ClinicalRecord, amendments: list[ClinicalAmendment]) -> bool | None:
     """Whether the signed values and every amendment still match their hashes (None for a draft)."""
     if record.status != RecordStatus.SIGNED or record.signed_by_id is None:

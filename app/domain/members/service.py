@@ -32,6 +32,20 @@ from app.domain.members.field_definitions import (
     update_field_definition,
 )
 from app.domain.members.hooks import care_relationship, merge_mover, timeline_source
+from app.domain.members.identifiers import (
+    OWN_SYSTEM,
+    IdentifierIn,
+    IdentifierOut,
+    PatientFacts,
+    PatientQuery,
+    find_by_identifier,
+    identifiers_of,
+    list_identifiers,
+    patients,
+    remove_identifiers,
+    seed_demo_identifiers,
+    set_identifier,
+)
 from app.domain.members.loading import tags_by_member
 from app.domain.members.merge import find_duplicates, merge_members
 from app.domain.members.models import Member, MemberStatus
@@ -83,6 +97,10 @@ __all__ = [
     "add_synonym", "change_tags", "create_tag", "create_tag_group", "list_synonyms", "list_tag_groups", "list_tags",
     "synonym_map",
     "add_care_note", "add_note", "before_clause", "timeline",
+    "OWN_SYSTEM", "IdentifierIn", "IdentifierOut", "find_by_identifier", "list_identifiers", "remove_identifiers",
+    "seed_demo_identifiers", "set_identifier",
+    # read API for FHIR (no REST of their own)
+    "PatientFacts", "PatientQuery", "identifiers_of", "patients",
     # where other contexts plug in (care relationships, timeline sources, merge movers)
     "care_relationship", "merge_mover", "timeline_source",
 ]

@@ -150,6 +150,11 @@ async def tenant_row(session: AsyncSession, tenant_id: UUID) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
 
 
+async def tenant_ids(session: AsyncSession) -> list[UUID]:
+    """Every tenant's id (for the worker's per-tenant housekeeping; needs a system session)."""
+    return list((await session.exec(select(Tenant.id).order_by(Tenant.id))).all())
+
+
 async def tenant_settings(session: AsyncSession, tenant_id: UUID) -> TenantSettings:
     """The tenant's switches, typed; defaults for what was never set (or is unreadable)."""
     raw = (await session.exec(select(Tenant.settings).where(Tenant.id == tenant_id))).first()

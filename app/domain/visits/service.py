@@ -9,6 +9,8 @@ back and nothing of it remains.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.events import emit
 from app.core.pagination import PageParams, paginate
 from app.core.rows import get_or_404
+from app.domain.booking import hooks as requirement_hooks
 from app.domain.cards import service as cards
 from app.domain.catalog import service as catalog
 from app.domain.iam import service as iam
@@ -73,6 +76,8 @@ async def complete_authorized(session: AsyncSession, actor: Actor, data: Service
     member = await members.get_member_row(session, actor, data.member_id)
     if member.status != "active":
         raise Conflict(f"member is {member.status}", code="member_inactive")
+    # What other contexts require first (clinical: a signed consent), before anything is written.
+    await requirement_hooks.check_completion(session, actor, member.id, service.id)
     staff = await _performer(session, actor, data.staff_id, data.store_id)
     performed_at = data.performed_at or utcnow()
     record = ServiceRecord(
@@ -346,3 +351,27 @@ async def migrated_visit_count(session: AsyncSession, tenant_id: UUID, record_id
         ServiceRecord.tenant_id == tenant_id, ServiceRecord.settlement == MIGRATION,
         ServiceRecord.id.in_(record_ids)))).scalar_one()
     return int(count)
+
+
+_COMPARE = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le, "eq": operator.eq}
+
+
+async def records_matching(session: AsyncSession, tenant_id: UUID, *, ids: set[UUID] | None = None,
+                           member_id: UUID | None = None, updated: Sequence[tuple[str, datetime]] = (),
+                           after: UUID | None = None, limit: int = 50) -> tuple[list[ServiceRecord], int]:
+    """Service records for an export (clinical's FHIR API): by id after `after`, at most `limit`, and how many
+    match in all. `updated` are (`gt`|`ge`|`lt`|`le`|`eq`, instant) bounds on the last change (the reversal,
+    else the completion). No permission check (the caller has made its own)."""
+    last_change = func.coalesce(ServiceRecord.reversed_at, ServiceRecord.completed_at)
+    conditions = [ServiceRecord.tenant_id == tenant_id]
+    if ids is not None:
+        conditions.append(ServiceRecord.id.in_(ids))
+    if member_id is not None:
+        conditions.append(ServiceRecord.member_id == member_id)
+    conditions += [_COMPARE[op](last_change, instant) for op, instant in updated]
+    total = (await session.execute(select(func.count()).select_from(ServiceRecord).where(*conditions))).scalar_one()
+    stmt = select(ServiceRecord).where(*conditions)
+    if after is not None:
+        stmt = stmt.where(ServiceRecord.id > after)
+    rows = (await session.exec(stmt.order_by(ServiceRecord.id).limit(limit))).all()
+    return list(rows), int(total)

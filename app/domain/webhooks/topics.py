@@ -45,4 +45,11 @@ WEBHOOK_TOPICS: dict[str, str] = {
     "waitlist.slot_offered": "A freed slot was offered to a member on the waitlist",
     "clinical_record.signed": "A clinical record was signed and locked (no values in the payload)",
     "clinical_record.amended": "A signed clinical record was amended (no values in the payload)",
+    "consent.signed": "A member's consent was signed (no text or signature in the payload)",
+    "consent.withdrawn": "A signed consent was withdrawn (no reason in the payload)",
+    "treatment_plan.created": "A treatment plan was made for a member (no goals in the payload)",
+    "treatment_plan.progressed": "A visit counted against a treatment plan, or a reversed one was taken back",
+    "treatment_plan.completed": "Every planned session of a treatment plan is done",
+    "treatment_plan.cancelled": "A treatment plan was cancelled",
+    "clinical_photo.uploaded": "A clinical photo or attachment was stored (no note, file or URL in the payload)",
 }
