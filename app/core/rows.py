@@ -49,8 +49,10 @@ def snapshot_columns(model: type, alias: str) -> tuple[str, tuple[str, ...]]:
 
 
 def snapshot_of(model: type[Row], keys: tuple[str, ...], values: Any) -> Row:
-    """A row of `model` built from the first `len(keys)` values of a record, outside the ORM session."""
-    return model(**dict(zip(keys, values, strict=False)))
+    """A row of `model` built from the first `len(keys)` values of a record, outside the ORM session: with
+    pydantic's `model_construct` (no validation — table models do not validate anyway — and no ORM state, a
+    tenth of the constructor's cost), so it can be read, never added to a session."""
+    return model.model_construct(**dict(zip(keys, values, strict=False)))  # type: ignore[attr-defined]
 
 
 async def read_or_404(session: AsyncSession, model: type[Row], tenant_id: UUID, row_id: UUID, *, code: str,

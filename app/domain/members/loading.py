@@ -71,7 +71,8 @@ async def load_member_view(session: AsyncSession, actor: Actor, member_id: UUID,
     row = dict(rows[0])
     fields = [FieldFlags(*f) for f in row["view_fields"] or []]
     tags = list(row["view_tags"])
-    member = Member(**{k: v for k, v in row.items() if k in _MEMBER_COLUMNS})
+    # A snapshot, as `read_or_404` builds them: read and presented, never added to the session.
+    member = Member.model_construct(**{k: v for k, v in row.items() if k in _MEMBER_COLUMNS})
     if actor.kind == "patient" and not await policies.patient_may_access(session, actor, member):
         raise NotFound("member not found", code="member_not_found")
     return member, tags, fields
