@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import current_actor, get_db, require
 from app.api.errors import PROBLEM_RESPONSES
-from app.api.routing import TransactionalRoute
+from app.api.routing import TransactionalRoute, model_response
 from app.core.actor import Actor
 from app.core.pagination import Page, PageParams, page_params
 from app.domain.booking import appointments as service
@@ -42,13 +42,13 @@ async def _one(session: AsyncSession, actor: Actor, appointment) -> AppointmentO
 @router.post("/appointments", status_code=201, response_model=AppointmentBooked, operation_id="create_appointment",
              responses=CONFLICTS)
 async def create_appointment(body: AppointmentCreate, session: AsyncSession = Depends(get_db),
-                             actor: Actor = current_actor(PATIENT_TOO)) -> AppointmentBooked:
+                             actor: Actor = current_actor(PATIENT_TOO)) -> Response:
     """Book a service (or, with `services`, several back to back, all or none). The therapist and every
     required room, bed or device are taken inside the transaction; a concurrent booking of the same time
     gets 409. Patients book for themselves or their family, within the store's lead time and horizon."""
     placed = await service.book_placed(session, actor, body)
     booked = await present(session, actor, [a for a, _ in placed], {a.id: ids for a, ids in placed})
-    return AppointmentBooked(**booked[0].model_dump(), appointments=booked)
+    return model_response(AppointmentBooked(**booked[0].model_dump(), appointments=booked), status_code=201)
 
 
 @router.get("/appointments", response_model=Page[AppointmentOut], operation_id="list_appointments")
