@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from uuid import UUID
 
 from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.clock import utcnow
-from app.core.context import RequestContext, reset_context, set_context
 from app.core.db import SessionFactory
 from app.core.events import scheduled
+from app.core.housekeeping import for_each_due_tenant
 from app.domain.booking import waitlist_offers
 
 log = logging.getLogger("careloop.booking")
@@ -24,20 +26,8 @@ async def run_waitlist_offer_expiry(sessions: SessionFactory) -> dict[str, int]:
     """Expire offers not taken in time: the slot is released and offered to the next waiter (who is messaged
     in turn). One transaction per tenant; offers are locked and skipped when another run holds them, so a
     second run at the same moment expires nothing twice."""
-    token = set_context(RequestContext(actor_type="system", actor_id="waitlist-offer-expiry"))
-    expired: dict[str, int] = {}
-    try:
-        now = utcnow()
-        async with sessions(system=True) as session:
-            tenants = (await session.execute(_DUE_TENANTS, {"now": now})).scalars().all()
-        for tenant_id in tenants:
-            try:
-                async with sessions(tenant_id) as session:
-                    count = await waitlist_offers.expire_due_offers(session, tenant_id, now=now)
-            except Exception:  # noqa: BLE001 - log and go on; the next run tries this tenant again
-                log.exception("expiring waitlist offers failed", extra={"tenant_id": str(tenant_id)})
-                continue
-            expired[str(tenant_id)] = count
-        return expired
-    finally:
-        reset_context(token)
+    async def step(session: AsyncSession, tenant_id: UUID, now: datetime) -> int:
+        return await waitlist_offers.expire_due_offers(session, tenant_id, now=now)
+
+    return await for_each_due_tenant(sessions, _DUE_TENANTS, step, actor_id="waitlist-offer-expiry", log=log,
+                                     failure="expiring waitlist offers failed")
