@@ -30,6 +30,7 @@ from app.api.v1 import (
     coupon_publications,
     fhir,
     files,
+    growth_leads,
     health,
     inventory,
     loyalty,
@@ -47,6 +48,7 @@ from app.api.v1 import (
     patient_orders,
     patient_storefront,
     platform,
+    referrals,
     refunds,
     reports,
     schedule,
@@ -170,6 +172,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(chatsync.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(clinical.router, prefix=API_PREFIX)
+    app.include_router(growth_leads.router, prefix=API_PREFIX)
     app.include_router(clinical_photos.router, prefix=API_PREFIX)
     app.include_router(clinical_photos.patient_router, prefix=API_PREFIX)
     app.include_router(files.router, prefix=API_PREFIX)
@@ -180,6 +183,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(patient_consents.router, prefix=API_PREFIX)
     app.include_router(member_identifiers.router, prefix=API_PREFIX)
     app.include_router(fhir.router, prefix=API_PREFIX)
+    app.include_router(referrals.router, prefix=API_PREFIX)
+    app.include_router(referrals.patient_router, prefix=API_PREFIX)
     for module in (patient_orders, patient_bookings, patient_messages, coupon_publications):
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (patient_storefront, patient_account, patient_listings):

@@ -46,6 +46,8 @@ from app.domain.clinical.demo import seed_clinical
 from app.domain.clinical.photo_demo import seed_photos
 from app.domain.clinical.plan_demo import seed_treatment_plans
 from app.domain.clinical.visit_demo import seed_visit_with_form
+from app.domain.growth.demo import seed_growth
+from app.domain.growth.referral_demo import seed_referrals
 from app.domain.iam import service as iam
 from app.domain.iam.schemas import StaffCreate
 from app.domain.inventory import service as inventory
@@ -405,6 +407,8 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
             clinical_photos = await seed_photos(session, actor, staff_ids, tenancy.store_today(stores[0]))
             treatment_plans = await seed_treatment_plans(session, actor, staff_ids)
             visits_with_forms = await seed_visit_with_form(session, actor)
+            growth = await seed_growth(session, actor, stores, staff_ids, tenancy.store_today(stores[0]))
+            referral_demo = await seed_referrals(session, actor, stores)
             his_identifiers = await members.seed_demo_identifiers(session, tenant.id)  # FHIR: urn:his:renji
             # The demo has the templates the message rules wait for: switch those rules on.
             await care.enable_rules(session, tenant.id, ["care_after_treatment", "appointment_reminder"])
@@ -422,4 +426,4 @@ async def seed_demo(*, if_missing: bool = False) -> dict[str, Any]:
                       "storefront": storefront, "clinical_records": clinical_records, "consents": consents,
                       "clinical_photos": clinical_photos,
                       "treatment_plans": treatment_plans, "visits_with_forms": visits_with_forms,
-                      "his_identifiers": his_identifiers}
+                      "his_identifiers": his_identifiers, "growth": growth, "referrals": referral_demo}

@@ -34,6 +34,7 @@ from app.graphql.clinical_photos import ClinicalPhotoQueries
 from app.graphql.clinical_plans import ClinicalPlanQueries
 from app.graphql.clinical_records import ClinicalMutations, ClinicalQueries
 from app.graphql.context import Context, get_context, page_limit, parse_id
+from app.graphql.growth import GrowthMutations, GrowthQueries
 from app.graphql.input_checks import RefuseUnstorableText
 from app.graphql.limits import CareLoopSchema, IntrospectionDepthLimit
 from app.graphql.members import MemberMutations, MemberQueries
@@ -137,10 +138,10 @@ class ProblemCodes(SchemaExtension):
 
 Query = merge_types("Query", (PlatformQuery, MemberQueries, BookingQueries, CheckoutQueries, CareQueries,
                               SidebarQueries, PatientBookingQueries, PatientQueries, ClinicalQueries,
-                              ClinicalPlanQueries, ClinicalPhotoQueries, ConsentQueries))
+                              ClinicalPlanQueries, ClinicalPhotoQueries, ConsentQueries, GrowthQueries))
 Mutation = merge_types("Mutation", (MemberMutations, BookingMutations, CheckoutMutations, CareMutations,
                                     SidebarMutations, PatientBookingMutations, PatientMutations,
-                                    ClinicalMutations, ConsentMutations))
+                                    ClinicalMutations, ConsentMutations, GrowthMutations))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

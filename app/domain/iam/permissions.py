@@ -58,6 +58,9 @@ PERMISSIONS: dict[str, str] = {
     "tasks:write": "Create and complete follow-up tasks",
     "automation:write": "Edit automation rules",
     "messaging:write": "Edit templates and send messages",
+    "growth:read": "See channels, campaign codes, spend, leads and assignment rules",
+    "growth:write": "Enter leads, work them through the funnel, record channel spend",
+    "growth:admin": "Define channels, campaign codes and assignment rules; rotate the lead-intake secret",
     # Owner and store managers (the manager preset takes every permission it does not exclude).
     "chat_sync:run": "Start a WeCom chat-record sync now instead of waiting for the schedule",
 }
@@ -71,7 +74,9 @@ PRESET_ROLES: dict[str, tuple[str, set[str]]] = {
         "Store manager: runs assigned stores",
         _ALL
         - {"stores:all", "stores:write", "roles:write", "api_clients:write", "members:erase", "members:merge"}
-        - {"audit:read", "outbox:write"},
+        - {"audit:read", "outbox:write"}
+        # Channels, rules and the intake secret shape the whole chain's funnel: the owner's.
+        - {"growth:admin"},
     ),
     "doctor": (
         "Doctor: clinical work for members in their care",
@@ -92,7 +97,8 @@ PRESET_ROLES: dict[str, tuple[str, set[str]]] = {
         "Consultant: owns member relationships, sells cards, follows up",
         _READ_BASE
         | {"members:write", "members.contact:read", "cards:read", "orders:read", "orders:write"}
-        | {"appointments:write", "tasks:write", "commissions:read"},
+        | {"appointments:write", "tasks:write", "commissions:read"}
+        | {"growth:read", "growth:write"},
     ),
     "front_desk": (
         "Front desk: check-in, booking and checkout; never health data",

@@ -52,4 +52,9 @@ WEBHOOK_TOPICS: dict[str, str] = {
     "treatment_plan.completed": "Every planned session of a treatment plan is done",
     "treatment_plan.cancelled": "A treatment plan was cancelled",
     "clinical_photo.uploaded": "A clinical photo or attachment was stored (no note, file or URL in the payload)",
+    "lead.created": "A lead was entered or arrived through the intake endpoint",
+    "lead.assigned": "A lead was given to a consultant",
+    "lead.status_changed": "A lead moved along the funnel, or was lost",
+    "referral.rewarded": "A referral reward was given (to the referrer for a first order, or a welcome reward)",
+    "referral.reversed": "A referrer's reward was taken back because the first order was refunded",
 }

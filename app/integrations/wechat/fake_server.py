@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.integrations.local_server import ThreadedServer
@@ -69,6 +69,25 @@ def _ok(**data: Any) -> JSONResponse:
 
 def _err(errcode: int, errmsg: str) -> JSONResponse:
     return JSONResponse({"errcode": errcode, "errmsg": errmsg})
+
+
+def _wxacode_png(scene: str, width: int) -> bytes:
+    """A real PNG standing in for WeChat's mini-program code: a 21×21 grid drawn from the scene's hash, so
+    different scenes give different images (a test can tell them apart; no phone will scan it)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    cells, digest = 21, hashlib.sha256(scene.encode()).digest()
+    image = Image.new("RGB", (width, width), "white")
+    draw, cell = ImageDraw.Draw(image), width // (cells + 2)
+    for i in range(cells * cells):
+        if digest[i % len(digest)] >> (i % 8) & 1:
+            x, y = (i % cells + 1) * cell, (i // cells + 1) * cell
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill="black")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def encrypt_phone_payload(appid: str, session_key: str, phone: str, *, country_code: str = "86",
@@ -103,6 +122,7 @@ class FakeWeChat:
         self.external_contacts: dict[str, _Contact] = {}
         self.refused_openids: set[str] = set()
         self.subscribe_messages: list[dict[str, Any]] = []
+        self.wxacodes: list[dict[str, Any]] = []  # the bodies of wxacode.getUnlimited calls answered
         self.staff_messages: list[dict[str, Any]] = []
         self._valid_tokens: dict[str, set[str]] = {"mini": set(), "wecom": set()}
         self._fail_once: dict[str, int] = {}
@@ -276,6 +296,20 @@ class FakeWeChat:
         self.subscribe_messages.append(body)
         return _ok(msgid=len(self.subscribe_messages))
 
+    async def _wxacode_unlimited(self, request: Request) -> Response:
+        self._count(request)
+        if problem := self._token_problem("mini", request):
+            return problem
+        body = await request.json()
+        scene = body.get("scene")
+        # WeChat's rule for scenes: 1–32 visible characters from this set, else 40129 "invalid scene".
+        allowed = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#$&'()*+,/:;=?@-._~")
+        if not isinstance(scene, str) or not 1 <= len(scene) <= 32 or not set(scene) <= allowed:
+            return _err(40129, "invalid scene")
+        width = min(max(int(body.get("width") or 430), 280), 1280)
+        self.wxacodes.append(body)
+        return Response(_wxacode_png(scene, width), media_type="image/png")
+
     async def _wecom_token(self, request: Request) -> JSONResponse:
         self._count(request)
         q = request.query_params
@@ -366,6 +400,7 @@ class FakeWeChat:
             Route("/sns/jscode2session", self._code2session),
             Route("/wxa/business/getuserphonenumber", self._phone_number, methods=["POST"]),
             Route("/cgi-bin/message/subscribe/send", self._subscribe_send, methods=["POST"]),
+            Route("/wxa/getwxacodeunlimit", self._wxacode_unlimited, methods=["POST"]),
             Route("/cgi-bin/gettoken", self._wecom_token),
             Route("/cgi-bin/auth/getuserinfo", self._getuserinfo),
             Route("/cgi-bin/user/getuserinfo", self._getuserinfo),

@@ -1,4 +1,4 @@
-"""The WeChat mini-program server API: login (`code2session`), phone numbers, subscribe messages.
+"""The WeChat mini-program server API: login (`code2session`), phone numbers, subscribe messages, QR codes.
 
 Talks to WECHAT_API_BASE_URL over async httpx; the access token is shared through `TokenCache`.
 wechatpy is used only for the (synchronous) decryption of the legacy phone-number payload.
@@ -18,6 +18,7 @@ from wechatpy.exceptions import InvalidAppIdException
 
 from app.core.settings import Settings, get_settings
 from app.integrations.wechat.tokens import (
+    TRANSPORT_ERRCODE,
     Credential,
     TokenCache,
     WeChatError,
@@ -163,3 +164,30 @@ class MiniProgramClient:
         if errcode in (0, SUBSCRIBE_REFUSED):
             return errcode
         raise WeChatError(errcode, str(answer.get("errmsg", "")), api="subscribe/send")
+
+    async def wxacode_unlimited(self, scene: str, *, page: str | None = None, check_path: bool = True,
+                                env_version: str = "release", width: int = 430) -> bytes:
+        """`wxacode.getUnlimited`: a mini-program code (PNG) whose scene (≤ 32 characters) the opened page
+        reads from its launch options. WeChat answers the image itself, or JSON with an errcode (40129:
+        the scene is not allowed), which raises WeChatError."""
+        body: dict[str, Any] = {"scene": scene, "check_path": check_path, "env_version": env_version,
+                                "width": width}
+        if page:
+            body["page"] = page
+        api = "getwxacodeunlimit"
+        async with self._client() as http:
+            async def call(token: str) -> dict[str, Any]:
+                try:
+                    response = await http.post("/wxa/getwxacodeunlimit", params={"access_token": token}, json=body)
+                except httpx.HTTPError as exc:
+                    raise WeChatError(TRANSPORT_ERRCODE, f"{type(exc).__name__}: {exc}", api=api) from exc
+                if response.headers.get("content-type", "").startswith("image/"):
+                    return {"errcode": 0, "image": response.content}
+                try:
+                    data = response.json()
+                except ValueError as exc:
+                    raise WeChatError(TRANSPORT_ERRCODE, "answer is neither an image nor JSON", api=api) from exc
+                return data if isinstance(data, dict) else {"errcode": TRANSPORT_ERRCODE, "errmsg": "not an object"}
+
+            data = await call_with_token(self.tokens, self.token_name, self._fetch_token, call, api=api)
+        return bytes(check(data, api=api)["image"])
