@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.actor import Actor
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, invalid
 from app.core.rows import get_or_404
 from app.domain.booking.models import Appointment
 from app.domain.catalog import service as catalog
@@ -36,12 +36,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "no_show": ("booked",),
     "complete": ("booked", "checked_in"),
 }
-
-
-def invalid(field: str, message: str, *, code: str = "validation_error", type_: str = "value_error") -> Unprocessable:
-    """A 422 shaped like request validation's, naming the field, for checks that need the database."""
-    return Unprocessable(f"{field}: {message}", code=code, title="Invalid request", field=field,
-                         errors=[{"field": field, "message": message, "type": type_}])
 
 
 async def bookable_store(session: AsyncSession, actor: Actor, store_id: UUID) -> Store:

@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import AppError, Conflict, Forbidden
+from app.core.errors import AppError, Conflict, Forbidden, invalid
 from app.core.events import emit
 from app.core.pagination import PageParams, decode_cursor, encode_cursor
 from app.core.rows import get_or_404
@@ -32,7 +32,6 @@ from app.domain.booking.appointment_access import (
     authorize_read,
     bookable_store,
     check_time,
-    invalid,
     locked_appointment,
     offered_service,
     require_staff_in_store,

@@ -38,7 +38,7 @@ from app.core import audit, crypto
 from app.core.actor import Actor
 from app.core.clock import utcnow
 from app.core.db import fetch
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, invalid
 from app.core.events import emit
 from app.core.ids import new_id
 from app.core.pagination import PageParams, paginate
@@ -76,11 +76,6 @@ MAX_SIGNATURE_BYTES = 200 * 1024
 MAX_SIGNATURE_SIDE = 2000
 MIN_SIGNATURE_SIDE = 16
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _invalid(field: str, message: str) -> Unprocessable:
-    return Unprocessable(f"{field}: {message}", code="validation_error", title="Invalid request", field=field,
-                         errors=[{"field": field, "message": message, "type": "value_error"}])
 
 
 def _sha256(data: str | bytes) -> str:
@@ -205,32 +200,32 @@ def check_signature(raw: str, field: str = "signature_png") -> bytes:
     if text.startswith("data:"):
         head, _, text = text.partition(",")
         if head.lower().replace(" ", "") != "data:image/png;base64":
-            raise _invalid(field, "must be a PNG image (data:image/png;base64,…)")
+            raise invalid(field, "must be a PNG image (data:image/png;base64,…)")
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid(field, "is not valid base64") from None
+        raise invalid(field, "is not valid base64") from None
     if len(data) > MAX_SIGNATURE_BYTES:
-        raise _invalid(field, f"is {len(data)} bytes; a signature may be at most {MAX_SIGNATURE_BYTES} bytes")
+        raise invalid(field, f"is {len(data)} bytes; a signature may be at most {MAX_SIGNATURE_BYTES} bytes")
     if not data.startswith(PNG_MAGIC):
-        raise _invalid(field, "is not a PNG image")
+        raise invalid(field, "is not a PNG image")
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as probe:
             width, height = probe.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise _invalid(field, "is not a readable PNG image") from None
+        raise invalid(field, "is not a readable PNG image") from None
     if width > MAX_SIGNATURE_SIDE or height > MAX_SIGNATURE_SIDE:
-        raise _invalid(field, f"is {width}×{height} px; at most {MAX_SIGNATURE_SIDE}×{MAX_SIGNATURE_SIDE}")
+        raise invalid(field, f"is {width}×{height} px; at most {MAX_SIGNATURE_SIDE}×{MAX_SIGNATURE_SIDE}")
     if width < MIN_SIGNATURE_SIDE or height < MIN_SIGNATURE_SIDE:
-        raise _invalid(field, f"is {width}×{height} px; too small to hold a signature")
+        raise invalid(field, f"is {width}×{height} px; too small to hold a signature")
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             image.load()  # decodes every pixel: a truncated or corrupt PNG fails here
             blank = _is_blank(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise _invalid(field, "is a damaged PNG image") from None
+        raise invalid(field, "is a damaged PNG image") from None
     if blank:
-        raise _invalid(field, "is blank: nothing was signed")
+        raise invalid(field, "is blank: nothing was signed")
     return data
 
 
@@ -261,7 +256,7 @@ async def _reach(session: AsyncSession, actor: Actor, member_id: UUID | None, pe
     if actor.kind == "integration" and permission == "clinical:write":
         raise Forbidden("consents are signed by the patient or recorded by staff", code="permission_denied")
     if member_id is None:
-        raise _invalid("member_id", "required")
+        raise invalid("member_id", "required")
     await policies.require_clinical_access(session, actor, member_id, permission, action=action,
                                            record_id=consent_id)
     return member_id
@@ -316,7 +311,7 @@ async def sign(session: AsyncSession, actor: Actor, data: PatientConsentSign | C
     member_id = await _reach(session, actor, data.member_id, "clinical:write", action="consent_sign")
     template = await session.get(ConsentTemplate, (actor.tenant_id, data.template_id))
     if template is None:
-        raise _invalid("template_id", "no such consent template")
+        raise invalid("template_id", "no such consent template")
     latest = await _latest(session, actor.tenant_id, template.code)
     if latest is not None and latest.id != template.id:
         raise Conflict(f"version {template.version} of {template.code!r} was replaced by version {latest.version}: "
@@ -324,7 +319,7 @@ async def sign(session: AsyncSession, actor: Actor, data: PatientConsentSign | C
                        template_id=str(latest.id), version=latest.version)
     text_hash = _sha256(signed_text(template))
     if data.text_sha256 is not None and data.text_sha256 != text_hash:
-        raise _invalid("text_sha256", "does not match the template's text: the text shown is not the one stored")
+        raise invalid("text_sha256", "does not match the template's text: the text shown is not the one stored")
     device = {"client": data.device.model_dump(exclude_none=True) if data.device else {},
               "request": {k: v for k, v in request_device.items() if v}}
     consent = SignedConsent(
@@ -509,7 +504,7 @@ async def set_requirement(session: AsyncSession, actor: Actor, service_id: UUID,
     policies.require_template_admin(actor)
     await catalog.get_service_row(session, actor, service_id)
     if await _latest(session, actor.tenant_id, data.template_code) is None:
-        raise _invalid("template_code", "no such consent template")
+        raise invalid("template_code", "no such consent template")
     now = utcnow()
     values = {"template_code": data.template_code, "required_before": data.required_before, "updated_at": now,
               "updated_by_id": actor.id}

@@ -127,6 +127,11 @@ def check_sections(sections: list[Section]) -> None:
             seen.add(f.key)
 
 
+def field_error(field: str, message: str) -> FormValueError:
+    """A `FormValueError` naming one field."""
+    return FormValueError([{"field": field, "message": message, "type": "invalid_value"}])
+
+
 class FormValueError(AppError):
     """Values that do not fit the form: the standard `validation_error` shape, each field named
     `values.<key>`, so a client handles it as any other 422."""

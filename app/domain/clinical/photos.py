@@ -39,7 +39,7 @@ from app.core.settings import get_settings
 from app.domain.booking import service as booking
 from app.domain.clinical import policies
 from app.domain.clinical.events import PHOTO_UPLOADED
-from app.domain.clinical.forms import FormValueError
+from app.domain.clinical.forms import field_error
 from app.domain.clinical.images import CheckedFile, check_upload
 from app.domain.clinical.models import ClinicalRecord
 from app.domain.clinical.photo_models import ClinicalPhoto
@@ -52,10 +52,6 @@ PHASE_LABELS = {"before": "治疗前", "during": "治疗中", "after": "治疗�
 KIND_LABELS = {"photo": "临床照片", "attachment": "临床附件"}
 # Most photos listed in one answer of `list_photos` (the FHIR feed pages on top of it).
 LIST_LIMIT = 1000
-
-
-def _field_error(field: str, message: str) -> FormValueError:
-    return FormValueError([{"field": field, "message": message, "type": "invalid_value"}])
 
 
 def upload_limit(kind: Literal["image", "pdf"]) -> int:
@@ -76,22 +72,22 @@ async def _check_links(session: AsyncSession, actor: Actor, data: PhotoUpload) -
     if data.appointment_id is not None:
         appointment = await booking.appointment_of(session, actor.tenant_id, data.appointment_id)
         if appointment is None:
-            raise _field_error("appointment_id", "no such appointment")
+            raise field_error("appointment_id", "no such appointment")
         if appointment.member_id != data.member_id:
-            raise _field_error("appointment_id", "the appointment is another member's")
+            raise field_error("appointment_id", "the appointment is another member's")
     if data.service_record_id is not None:
         try:
             record = await visits.get_record(session, actor, data.service_record_id)
         except NotFound:
-            raise _field_error("service_record_id", "no such service record") from None
+            raise field_error("service_record_id", "no such service record") from None
         if record.member_id != data.member_id:
-            raise _field_error("service_record_id", "the service record is another member's")
+            raise field_error("service_record_id", "the service record is another member's")
     if data.clinical_record_id is not None:
         clinical = await session.get(ClinicalRecord, (actor.tenant_id, data.clinical_record_id))
         if clinical is None:
-            raise _field_error("clinical_record_id", "no such clinical record")
+            raise field_error("clinical_record_id", "no such clinical record")
         if clinical.member_id != data.member_id:
-            raise _field_error("clinical_record_id", "the clinical record is another member's")
+            raise field_error("clinical_record_id", "the clinical record is another member's")
 
 
 def _check_size(content: bytes) -> None:
@@ -110,7 +106,7 @@ async def upload_photo(session: AsyncSession, actor: Actor, data: PhotoUpload, *
     """Check, store and record one photo or attachment of a member."""
     await policies.require_clinical_access(session, actor, data.member_id, "clinical:write", action="upload_photo")
     if data.treatment_area not in AREA_LABELS:
-        raise _field_error("treatment_area", "unknown treatment area code")
+        raise field_error("treatment_area", "unknown treatment area code")
     await _check_links(session, actor, data)
     _check_size(content)
     checked: CheckedFile = await asyncio.to_thread(check_upload, content, content_type=content_type,

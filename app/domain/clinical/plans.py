@@ -29,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core import audit, crypto
 from app.core.actor import Actor
 from app.core.clock import utcnow
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, invalid
 from app.core.ids import new_id
 from app.core.outbox import emit
 from app.core.pagination import PageParams, paginate
@@ -64,11 +64,6 @@ DEFAULT_OFFER_SLOTS, MAX_OFFER_SLOTS = 5, 20
 TIMELINE_PLANS = 200
 
 
-def _invalid(field: str, message: str, type_: str = "value_error") -> Unprocessable:
-    return Unprocessable(f"{field}: {message}", code="validation_error", title="Invalid request", field=field,
-                         errors=[{"field": field, "message": message, "type": type_}])
-
-
 def _seal(goals: str) -> str:
     sealed = crypto.encrypt(goals)
     assert sealed is not None  # noqa: S101 - a string in, a string out
@@ -90,34 +85,34 @@ async def _check_create(session: AsyncSession, actor: Actor, data: TreatmentPlan
         raise Conflict(f"member is {member.status}", code="member_inactive")
     store = await tenancy.store_row(session, actor.tenant_id, data.store_id)
     if store is None:
-        raise _invalid("store_id", "no such store", "not_found")
+        raise invalid("store_id", "no such store", type_="not_found")
     if not store.active:
-        raise _invalid("store_id", "this store is closed")
+        raise invalid("store_id", "this store is closed")
     seen: set[UUID] = set()
     for index, item in enumerate(data.items):
         if item.service_id in seen:
-            raise _invalid(f"items.{index}.service_id", "each service once (add up its sessions)", "duplicate")
+            raise invalid(f"items.{index}.service_id", "each service once (add up its sessions)", type_="duplicate")
         seen.add(item.service_id)
     services = await catalog.services_by_id(session, actor.tenant_id, seen)
     for index, item in enumerate(data.items):
         service = services.get(item.service_id)
         if service is None:
-            raise _invalid(f"items.{index}.service_id", "no such service", "not_found")
+            raise invalid(f"items.{index}.service_id", "no such service", type_="not_found")
         if not service.active:
-            raise _invalid(f"items.{index}.service_id", "this service is no longer offered")
+            raise invalid(f"items.{index}.service_id", "this service is no longer offered")
     found = await iam.staff_at_store(session, actor.tenant_id, data.responsible_staff_id, data.store_id)
     if found is None or not found[0].active:
-        raise _invalid("responsible_staff_id", "no such active staff member", "not_found")
+        raise invalid("responsible_staff_id", "no such active staff member", type_="not_found")
     if not found[1]:
-        raise _invalid("responsible_staff_id", "this staff member does not work in this store")
+        raise invalid("responsible_staff_id", "this staff member does not work in this store")
     today = tenancy.store_today(store)
     start = data.start_date or today
     if not today - START_DATE_RANGE <= start <= today + START_DATE_RANGE:
-        raise _invalid("start_date", f"must be within {START_DATE_RANGE.days} days of today", "date_out_of_range")
+        raise invalid("start_date", f"must be within {START_DATE_RANGE.days} days of today", type_="date_out_of_range")
     if data.card_id is not None:
         usable = {c.id for c in await cards.member_cards(session, actor, member.id) if c.status == "active"}
         if data.card_id not in usable:
-            raise _invalid("card_id", "not an active card of this member (or shared with them)", "not_found")
+            raise invalid("card_id", "not an active card of this member (or shared with them)", type_="not_found")
     return start
 
 
@@ -305,9 +300,9 @@ def _books_without_health_data(actor: Actor) -> bool:
 
 def _offer_limits(days: int, limit: int) -> None:
     if not 1 <= days <= MAX_OFFER_DAYS:
-        raise _invalid("days", f"between 1 and {MAX_OFFER_DAYS}", "out_of_range")
+        raise invalid("days", f"between 1 and {MAX_OFFER_DAYS}", type_="out_of_range")
     if not 1 <= limit <= MAX_OFFER_SLOTS:
-        raise _invalid("limit", f"between 1 and {MAX_OFFER_SLOTS}", "out_of_range")
+        raise invalid("limit", f"between 1 and {MAX_OFFER_SLOTS}", type_="out_of_range")
 
 
 async def next_visits_of_member(session: AsyncSession, actor: Actor, member_id: UUID, *,

@@ -34,7 +34,7 @@ from app.domain.booking import service as booking
 from app.domain.clinical import policies
 from app.domain.clinical.builtin_templates import BUILTIN_TEMPLATES
 from app.domain.clinical.events import RECORD_AMENDED, RECORD_SIGNED
-from app.domain.clinical.forms import FormDefinition, FormValueError, validate_values
+from app.domain.clinical.forms import FormDefinition, field_error, validate_values
 from app.domain.clinical.models import ClinicalAmendment, ClinicalRecord, FormTemplate, RecordStatus
 from app.domain.clinical.schemas import (
     AmendmentCreate,
@@ -183,19 +183,15 @@ def _open(sealed: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- records
 
 
-def _field_error(field: str, message: str) -> FormValueError:
-    return FormValueError([{"field": field, "message": message, "type": "invalid_value"}])
-
-
 async def _template_for(session: AsyncSession, actor: Actor, data: ClinicalRecordCreate) -> FormTemplate:
     if data.template_id is not None:
         template = await session.get(FormTemplate, (actor.tenant_id, data.template_id))
         if template is None:
-            raise _field_error("template_id", "no such form template")
+            raise field_error("template_id", "no such form template")
         return template
     template = await _latest(session, actor.tenant_id, data.template_code or "")
     if template is None:
-        raise _field_error("template_code", "no such form template")
+        raise field_error("template_code", "no such form template")
     return template
 
 
@@ -205,16 +201,16 @@ async def _check_links(session: AsyncSession, actor: Actor, member_id: UUID, app
     if appointment_id is not None:
         appointment = await booking.appointment_of(session, actor.tenant_id, appointment_id)
         if appointment is None:
-            raise _field_error("appointment_id", "no such appointment")
+            raise field_error("appointment_id", "no such appointment")
         if appointment.member_id != member_id:
-            raise _field_error("appointment_id", "the appointment is another member's")
+            raise field_error("appointment_id", "the appointment is another member's")
     if service_record_id is not None:
         try:
             record = await visits.get_record(session, actor, service_record_id)
         except NotFound:
-            raise _field_error("service_record_id", "no such service record") from None
+            raise field_error("service_record_id", "no such service record") from None
         if record.member_id != member_id:
-            raise _field_error("service_record_id", "the service record is another member's")
+            raise field_error("service_record_id", "the service record is another member's")
 
 
 async def create_record(session: AsyncSession, actor: Actor, data: ClinicalRecordCreate) -> ClinicalRecord:
