@@ -126,8 +126,9 @@ async def _insert_shared(session: AsyncSession, hold: AppointmentHold, capacity:
 
 async def take_holds(session: AsyncSession, appointment: Appointment, choice: SlotChoice) -> list[UUID]:
     """Occupy the staff member and one resource per requirement for the appointment's time; returns the
-    resources taken. Raises StaffTaken, or 409 resource_unavailable when a requirement has no candidate left.
-    Must run inside a savepoint (begin_nested) that the caller rolls back when it raises."""
+    resources taken. Raises StaffTaken, or 409 resource_unavailable when a requirement has no candidate left;
+    a caller that goes on after such a refusal runs this inside a savepoint (begin_nested) and rolls it back
+    (otherwise the refusal is the request's, and its rollback leaves nothing behind)."""
     return await occupy(session, appointment.tenant_id, appointment.starts_at, appointment.blocked_until, choice,
                         appointment_id=appointment.id)
 
